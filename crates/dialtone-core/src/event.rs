@@ -1,0 +1,163 @@
+//! The call log's events. Every state change of a call is one of these, appended durably before
+//! the response that depends on it is sent; the calls and legs tables are projections of them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The inbound call this event belongs to (a leg's events carry its parent's sid).
+    pub call_sid: String,
+    /// When dialtone received what caused the event.
+    pub at: DateTime<Utc>,
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    /// The inbound-call webhook: the call exists from here on.
+    CallReceived(CallReceived),
+    /// A flow callback (menu input, dial ended, voicemail ended) was answered.
+    FlowAnswered(FlowAnswered),
+    /// An outbound leg moved: initiated, ringing, answered, completed (or failed, busy...).
+    Leg(LegUpdate),
+    /// A `<Dial>` ended, as the carrier reported to its action URL.
+    DialEnded(DialEnded),
+    /// A recording (of the call, or a voicemail) is available or failed.
+    Recording(RecordingUpdate),
+    /// The carrier's status callback for the inbound call.
+    CallStatus(CallStatusUpdate),
+}
+
+/// How a call was routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// Through its call flow.
+    Normal,
+    /// Straight to the company's primary number, because something inside dialtone failed.
+    Backup,
+}
+
+impl Routing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Normal => "normal",
+            Routing::Backup => "backup",
+        }
+    }
+}
+
+/// What the flow answered, shared by the first webhook and every later callback.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Answer {
+    /// When the TwiML answer was ready to send.
+    pub answered_at: Option<DateTime<Utc>>,
+    pub path: Vec<String>,
+    pub dialed: Vec<String>,
+    pub strategy: Option<String>,
+    pub recording: bool,
+    pub notice_played: bool,
+    pub voicemail_offered: bool,
+    pub routing: Option<Routing>,
+    /// Why the answer is not the flow's normal one (backup routing, unknown number...).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallReceived {
+    pub account: String,
+    pub company: String,
+    pub tracker: String,
+    pub tracker_kind: String,
+    pub carrier_account_sid: String,
+    pub tracking_number: String,
+    pub caller: String,
+    pub forwarded_from: Option<String>,
+    pub caller_name: Option<String>,
+    pub flow: String,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowAnswered {
+    /// The callback that asked: gather, dial, voicemail.
+    pub trigger: String,
+    pub digits: Option<String>,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegUpdate {
+    pub leg_sid: String,
+    pub to: String,
+    /// The carrier's CallStatus for the leg.
+    pub status: String,
+    /// The StatusCallbackEvent (initiated, ringing, answered, completed), when sent.
+    pub event: Option<String>,
+    pub duration_s: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DialEnded {
+    pub status: String,
+    pub dial_call_sid: Option<String>,
+    pub duration_s: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingUpdate {
+    pub recording_sid: String,
+    pub url: String,
+    pub status: String,
+    pub duration_s: Option<u32>,
+    pub voicemail: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallStatusUpdate {
+    pub status: String,
+    pub duration_s: Option<u32>,
+}
+
+/// Final outcome of a call, derived from its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    InProgress,
+    Answered,
+    Voicemail,
+    /// Nobody answered and no message was left.
+    Missed,
+    /// The carrier could not complete the call (failed, busy, canceled).
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::InProgress => "in_progress",
+            Outcome::Answered => "answered",
+            Outcome::Voicemail => "voicemail",
+            Outcome::Missed => "missed",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Outcome::InProgress, Outcome::Answered, Outcome::Voicemail, Outcome::Missed, Outcome::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+
+    /// The outcome once the inbound call has ended with `status`.
+    pub fn at_end(status: &str, answered: bool, voicemail: bool) -> Self {
+        match status {
+            _ if answered => Outcome::Answered,
+            _ if voicemail => Outcome::Voicemail,
+            "completed" => Outcome::Missed,
+            _ => Outcome::Failed,
+        }
+    }
+}
