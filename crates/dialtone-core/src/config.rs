@@ -13,12 +13,15 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::flow::{Action, CallerId, DialStep, Flow, FlowProblem, Menu, Message, Schedule, Step, StepId, Strategy};
+use crate::flow::{
+    Action, CallerId, DialStep, Flow, FlowProblem, Menu, Message, Schedule, Step, StepId, Strategy,
+};
 use crate::phone::PhoneNumber;
 use crate::schedule::WeeklyHours;
 
 pub const DEFAULT_RECORDING_NOTICE: &str = "This call may be recorded for quality assurance.";
-pub const DEFAULT_VOICEMAIL_PROMPT: &str = "Sorry, nobody is available to take your call. Please leave a message after the tone.";
+pub const DEFAULT_VOICEMAIL_PROMPT: &str =
+    "Sorry, nobody is available to take your call. Please leave a message after the tone.";
 pub const DEFAULT_INVALID_CHOICE: &str = "Sorry, that is not a valid choice.";
 
 // ---------------------------------------------------------------------------------------------
@@ -120,7 +123,9 @@ impl Config {
     }
 
     pub fn carrier_by_sid(&self, account_sid: &str) -> Option<&CarrierAccount> {
-        self.carrier_accounts.iter().find(|c| c.account_sid == account_sid)
+        self.carrier_accounts
+            .iter()
+            .find(|c| c.account_sid == account_sid)
     }
 
     pub fn company(&self, slug: &str) -> Option<&Company> {
@@ -181,7 +186,11 @@ impl Reporter<'_> {
             }
             None => (None, None),
         };
-        self.errors.push(ConfigError { line, column, message: message.into() });
+        self.errors.push(ConfigError {
+            line,
+            column,
+            message: message.into(),
+        });
     }
 }
 
@@ -299,8 +308,25 @@ impl RawStep {
             ($($name:ident),*) => { $( if self.$name.is_some() { f.push(stringify!($name)); } )* };
         }
         check!(
-            next, say, play, text, options, default, retries, timeout_s, invalid_say, hours, holidays, open, closed,
-            strategy, to, ring_timeout_s, whisper, caller_id, max_length_s
+            next,
+            say,
+            play,
+            text,
+            options,
+            default,
+            retries,
+            timeout_s,
+            invalid_say,
+            hours,
+            holidays,
+            open,
+            closed,
+            strategy,
+            to,
+            ring_timeout_s,
+            whisper,
+            caller_id,
+            max_length_s
         );
         f
     }
@@ -321,24 +347,36 @@ impl<F: Fn(&str) -> Option<String>> Environment for F {
 }
 
 fn slug_ok(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Parses and checks a configuration file. `file` names it in error messages.
 pub fn load(file: &str, source: &str, env: &dyn Environment) -> Result<Config, ConfigErrors> {
-    let mut r = Reporter { source, errors: Vec::new() };
+    let mut r = Reporter {
+        source,
+        errors: Vec::new(),
+    };
     let raw: RawConfig = match toml::from_str(source) {
         Ok(raw) => raw,
         Err(e) => {
             r.at(e.span(), e.message().to_owned());
-            return Err(ConfigErrors { file: file.to_owned(), errors: r.errors });
+            return Err(ConfigErrors {
+                file: file.to_owned(),
+                errors: r.errors,
+            });
         }
     };
     let config = convert(raw, &mut r, env);
     if r.errors.is_empty() {
         Ok(config)
     } else {
-        Err(ConfigErrors { file: file.to_owned(), errors: r.errors })
+        Err(ConfigErrors {
+            file: file.to_owned(),
+            errors: r.errors,
+        })
     }
 }
 
@@ -347,40 +385,77 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
     for c in raw.carrier_accounts {
         let span = c.span();
         let c = c.into_inner();
-        if carrier_accounts.iter().any(|x: &CarrierAccount| x.name == *c.name.get_ref()) {
-            r.at(Some(c.name.span()), format!("carrier account `{}` is defined twice", c.name.get_ref()));
+        if carrier_accounts
+            .iter()
+            .any(|x: &CarrierAccount| x.name == *c.name.get_ref())
+        {
+            r.at(
+                Some(c.name.span()),
+                format!("carrier account `{}` is defined twice", c.name.get_ref()),
+            );
         }
         let sid = c.account_sid.get_ref();
-        if !(sid.len() == 34 && sid.starts_with("AC") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())) {
-            r.at(Some(c.account_sid.span()), format!("`{sid}` is not an account SID (AC followed by 32 hex digits)"));
+        if !(sid.len() == 34
+            && sid.starts_with("AC")
+            && sid[2..].bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            r.at(
+                Some(c.account_sid.span()),
+                format!("`{sid}` is not an account SID (AC followed by 32 hex digits)"),
+            );
         }
         let token = match (c.auth_token, c.auth_token_env) {
             (Some(t), None) if !t.is_empty() => t,
             (None, Some(var)) => match env.var(var.get_ref()) {
                 Some(t) if !t.is_empty() => t,
                 _ => {
-                    r.at(Some(var.span()), format!("environment variable `{}` is not set", var.get_ref()));
+                    r.at(
+                        Some(var.span()),
+                        format!("environment variable `{}` is not set", var.get_ref()),
+                    );
                     String::new()
                 }
             },
             _ => {
-                r.at(Some(span), "a carrier account needs exactly one of `auth_token` or `auth_token_env`");
+                r.at(
+                    Some(span),
+                    "a carrier account needs exactly one of `auth_token` or `auth_token_env`",
+                );
                 String::new()
             }
         };
-        carrier_accounts.push(CarrierAccount { name: c.name.into_inner(), account_sid: sid.clone(), auth_token: token });
+        carrier_accounts.push(CarrierAccount {
+            name: c.name.into_inner(),
+            account_sid: sid.clone(),
+            auth_token: token,
+        });
     }
 
     let mut accounts = Vec::new();
     for a in raw.accounts {
         let a = a.into_inner();
         if !slug_ok(a.slug.get_ref()) {
-            r.at(Some(a.slug.span()), format!("account slug `{}` may only use letters, digits, - and _", a.slug.get_ref()));
+            r.at(
+                Some(a.slug.span()),
+                format!(
+                    "account slug `{}` may only use letters, digits, - and _",
+                    a.slug.get_ref()
+                ),
+            );
         }
-        if accounts.iter().any(|x: &Account| x.slug == *a.slug.get_ref()) {
-            r.at(Some(a.slug.span()), format!("account `{}` is defined twice", a.slug.get_ref()));
+        if accounts
+            .iter()
+            .any(|x: &Account| x.slug == *a.slug.get_ref())
+        {
+            r.at(
+                Some(a.slug.span()),
+                format!("account `{}` is defined twice", a.slug.get_ref()),
+            );
         }
-        accounts.push(Account { slug: a.slug.into_inner(), name: a.name });
+        accounts.push(Account {
+            slug: a.slug.into_inner(),
+            name: a.name,
+        });
     }
 
     let mut companies = Vec::new();
@@ -405,16 +480,28 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
         }
         companies.push(company);
     }
-    Config { carrier_accounts, accounts, companies, numbers }
+    Config {
+        carrier_accounts,
+        accounts,
+        companies,
+        numbers,
+    }
 }
 
 fn phone(r: &mut Reporter, s: &Spanned<String>) -> Option<PhoneNumber> {
-    PhoneNumber::parse(s.get_ref()).map_err(|e| r.at(Some(s.span()), e.to_string())).ok()
+    PhoneNumber::parse(s.get_ref())
+        .map_err(|e| r.at(Some(s.span()), e.to_string()))
+        .ok()
 }
 
 fn date(r: &mut Reporter, s: &Spanned<String>) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s.get_ref(), "%Y-%m-%d")
-        .map_err(|_| r.at(Some(s.span()), format!("`{}` is not a date (expected YYYY-MM-DD)", s.get_ref())))
+        .map_err(|_| {
+            r.at(
+                Some(s.span()),
+                format!("`{}` is not a date (expected YYYY-MM-DD)", s.get_ref()),
+            )
+        })
         .ok()
 }
 
@@ -427,20 +514,47 @@ fn convert_company(
 ) -> Company {
     let slug = c.slug.get_ref().clone();
     if !slug_ok(&slug) {
-        r.at(Some(c.slug.span()), format!("company slug `{slug}` may only use letters, digits, - and _"));
+        r.at(
+            Some(c.slug.span()),
+            format!("company slug `{slug}` may only use letters, digits, - and _"),
+        );
     }
     if earlier.iter().any(|x| x.slug == slug) {
-        r.at(Some(c.slug.span()), format!("company `{slug}` is defined twice"));
+        r.at(
+            Some(c.slug.span()),
+            format!("company `{slug}` is defined twice"),
+        );
     }
     if !accounts.iter().any(|a| a.slug == *c.account.get_ref()) {
-        r.at(Some(c.account.span()), format!("company `{slug}`: unknown account `{}`", c.account.get_ref()));
+        r.at(
+            Some(c.account.span()),
+            format!(
+                "company `{slug}`: unknown account `{}`",
+                c.account.get_ref()
+            ),
+        );
     }
-    let carrier = carriers.iter().position(|a| a.name == *c.carrier_account.get_ref()).unwrap_or_else(|| {
-        r.at(Some(c.carrier_account.span()), format!("company `{slug}`: unknown carrier account `{}`", c.carrier_account.get_ref()));
-        0
-    });
+    let carrier = carriers
+        .iter()
+        .position(|a| a.name == *c.carrier_account.get_ref())
+        .unwrap_or_else(|| {
+            r.at(
+                Some(c.carrier_account.span()),
+                format!(
+                    "company `{slug}`: unknown carrier account `{}`",
+                    c.carrier_account.get_ref()
+                ),
+            );
+            0
+        });
     let time_zone: Tz = c.time_zone.get_ref().parse().unwrap_or_else(|_| {
-        r.at(Some(c.time_zone.span()), format!("`{}` is not an IANA time zone (like America/New_York)", c.time_zone.get_ref()));
+        r.at(
+            Some(c.time_zone.span()),
+            format!(
+                "`{}` is not an IANA time zone (like America/New_York)",
+                c.time_zone.get_ref()
+            ),
+        );
         Tz::UTC
     });
     let mut destinations = BTreeMap::new();
@@ -457,22 +571,35 @@ fn convert_company(
         if s.get_ref().starts_with('+') {
             return phone(r, s);
         }
-        r.at(Some(s.span()), format!("unknown destination `{}` (not in [destinations] and not a +E.164 number)", s.get_ref()));
+        r.at(
+            Some(s.span()),
+            format!(
+                "unknown destination `{}` (not in [destinations] and not a +E.164 number)",
+                s.get_ref()
+            ),
+        );
         None
     };
-    let primary_number = resolve(r, &c.primary_number).unwrap_or_else(|| PhoneNumber::parse("+10000000000").expect("valid"));
+    let primary_number = resolve(r, &c.primary_number)
+        .unwrap_or_else(|| PhoneNumber::parse("+10000000000").expect("valid"));
     let website_number = c.website_number.as_ref().and_then(|s| phone(r, s));
     let holidays = c.holidays.iter().filter_map(|d| date(r, d)).collect();
 
     let without_notice_reason = match c.recording.without_notice_reason {
         Some(reason) if reason.get_ref().trim().is_empty() => {
-            r.at(Some(reason.span()), "`without_notice_reason` must say why calls are recorded without a notice");
+            r.at(
+                Some(reason.span()),
+                "`without_notice_reason` must say why calls are recorded without a notice",
+            );
             None
         }
         other => other.map(Spanned::into_inner),
     };
     let recording = RecordingPolicy {
-        notice: c.recording.notice.unwrap_or_else(|| DEFAULT_RECORDING_NOTICE.to_owned()),
+        notice: c
+            .recording
+            .notice
+            .unwrap_or_else(|| DEFAULT_RECORDING_NOTICE.to_owned()),
         without_notice_reason,
     };
 
@@ -482,7 +609,10 @@ fn convert_company(
     for (name, f) in c.flows {
         let span = f.span();
         if !slug_ok(&name) {
-            r.at(Some(span.clone()), format!("flow name `{name}` may only use letters, digits, - and _"));
+            r.at(
+                Some(span.clone()),
+                format!("flow name `{name}` may only use letters, digits, - and _"),
+            );
         }
         if let Some(flow) = convert_flow(&slug, &name, f.into_inner(), r, &resolve, &recording) {
             flows.insert(name, flow);
@@ -497,26 +627,51 @@ fn convert_company(
             "source" => TrackerKind::Source,
             "session" => TrackerKind::Session,
             other => {
-                r.at(Some(t.kind.span()), format!("tracker type `{other}` is not `source` or `session`"));
+                r.at(
+                    Some(t.kind.span()),
+                    format!("tracker type `{other}` is not `source` or `session`"),
+                );
                 TrackerKind::Source
             }
         };
         let numbers: Vec<PhoneNumber> = match (kind, &t.number, &t.pool) {
             (TrackerKind::Source, Some(n), None) => phone(r, n).into_iter().collect(),
-            (TrackerKind::Session, None, Some(pool)) if !pool.is_empty() => pool.iter().filter_map(|n| phone(r, n)).collect(),
+            (TrackerKind::Session, None, Some(pool)) if !pool.is_empty() => {
+                pool.iter().filter_map(|n| phone(r, n)).collect()
+            }
             (TrackerKind::Source, _, _) => {
-                r.at(Some(span), format!("source tracker `{}` needs one `number` (and no `pool`)", t.name));
+                r.at(
+                    Some(span),
+                    format!(
+                        "source tracker `{}` needs one `number` (and no `pool`)",
+                        t.name
+                    ),
+                );
                 vec![]
             }
             (TrackerKind::Session, _, _) => {
-                r.at(Some(span), format!("session tracker `{}` needs a non-empty `pool` (and no `number`)", t.name));
+                r.at(
+                    Some(span),
+                    format!(
+                        "session tracker `{}` needs a non-empty `pool` (and no `number`)",
+                        t.name
+                    ),
+                );
                 vec![]
             }
         };
         if !flow_names.contains(t.flow.get_ref()) {
-            r.at(Some(t.flow.span()), format!("tracker `{}`: unknown flow `{}`", t.name, t.flow.get_ref()));
+            r.at(
+                Some(t.flow.span()),
+                format!("tracker `{}`: unknown flow `{}`", t.name, t.flow.get_ref()),
+            );
         }
-        trackers.push(Tracker { name: t.name, kind, numbers, flow: t.flow.into_inner() });
+        trackers.push(Tracker {
+            name: t.name,
+            kind,
+            numbers,
+            flow: t.flow.into_inner(),
+        });
     }
 
     Company {
@@ -550,32 +705,66 @@ fn convert_flow(
     let spans: Vec<Range<usize>> = f.steps.values().map(|s| s.span()).collect();
     for (id, span) in ids.iter().zip(&spans) {
         if !slug_ok(id) {
-            r.at(Some(span.clone()), format!("flow `{name}`: step name `{id}` may only use letters, digits, - and _"));
+            r.at(
+                Some(span.clone()),
+                format!("flow `{name}`: step name `{id}` may only use letters, digits, - and _"),
+            );
         }
     }
-    let lookup = |r: &mut Reporter, field: &str, step: &str, s: &Spanned<String>| -> Option<StepId> {
-        let found = ids.iter().position(|id| id == s.get_ref());
-        if found.is_none() {
-            r.at(Some(s.span()), format!("flow `{name}` step `{step}`: `{field}` refers to unknown step `{}`", s.get_ref()));
-        }
-        found
-    };
+    let lookup =
+        |r: &mut Reporter, field: &str, step: &str, s: &Spanned<String>| -> Option<StepId> {
+            let found = ids.iter().position(|id| id == s.get_ref());
+            if found.is_none() {
+                r.at(
+                    Some(s.span()),
+                    format!(
+                        "flow `{name}` step `{step}`: `{field}` refers to unknown step `{}`",
+                        s.get_ref()
+                    ),
+                );
+            }
+            found
+        };
     let start = ids.iter().position(|id| id == f.start.get_ref());
     if start.is_none() {
-        r.at(Some(f.start.span()), format!("flow `{name}`: `start` refers to unknown step `{}`", f.start.get_ref()));
+        r.at(
+            Some(f.start.span()),
+            format!(
+                "flow `{name}`: `start` refers to unknown step `{}`",
+                f.start.get_ref()
+            ),
+        );
     }
     let mut steps = Vec::new();
     for (id, raw) in f.steps {
         let span = raw.span();
-        let action = convert_step(name, &id, span, raw.into_inner(), r, &lookup, resolve, recording);
+        let action = convert_step(
+            name,
+            &id,
+            span,
+            raw.into_inner(),
+            r,
+            &lookup,
+            resolve,
+            recording,
+        );
         steps.push(action.map(|action| Step { id, action }));
     }
     if r.errors.len() > errors_before {
         return None;
     }
-    let flow = Flow { name: name.to_owned(), start: start?, steps: steps.into_iter().collect::<Option<Vec<_>>>()? };
+    let flow = Flow {
+        name: name.to_owned(),
+        start: start?,
+        steps: steps.into_iter().collect::<Option<Vec<_>>>()?,
+    };
     let line_of = |id: StepId| Some(spans[id].clone());
-    let names = |path: &[StepId]| path.iter().map(|s| flow.steps[*s].id.as_str()).collect::<Vec<_>>().join(" → ");
+    let names = |path: &[StepId]| {
+        path.iter()
+            .map(|s| flow.steps[*s].id.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
     for problem in flow.problems(recording.without_notice_reason.is_some()) {
         match problem {
             FlowProblem::Unreachable(s) => r.at(
@@ -624,9 +813,24 @@ fn convert_step(
         "greeting" => &["say", "play", "next"],
         "recording_notice" => &["text", "next"],
         "record" => &["next"],
-        "menu" => &["say", "play", "options", "default", "retries", "timeout_s", "invalid_say"],
+        "menu" => &[
+            "say",
+            "play",
+            "options",
+            "default",
+            "retries",
+            "timeout_s",
+            "invalid_say",
+        ],
         "schedule" => &["hours", "holidays", "open", "closed"],
-        "dial" => &["strategy", "to", "ring_timeout_s", "whisper", "caller_id", "next"],
+        "dial" => &[
+            "strategy",
+            "to",
+            "ring_timeout_s",
+            "whisper",
+            "caller_id",
+            "next",
+        ],
         "voicemail" => &["say", "play", "max_length_s"],
         "hangup" => &["say", "play"],
         other => {
@@ -641,7 +845,10 @@ fn convert_step(
     let mut ok = true;
     for f in s.present_fields() {
         if !allowed.contains(&f) {
-            r.at(Some(span.clone()), format!("{here}: `{f}` does not apply to a `{kind}` step"));
+            r.at(
+                Some(span.clone()),
+                format!("{here}: `{f}` does not apply to a `{kind}` step"),
+            );
             ok = false;
         }
     }
@@ -653,7 +860,10 @@ fn convert_step(
         match v {
             Some(v) => lookup(r, field, id, v),
             None => {
-                r.at(Some(span.clone()), format!("{here}: a `{kind}` step needs `{field}`"));
+                r.at(
+                    Some(span.clone()),
+                    format!("{here}: a `{kind}` step needs `{field}`"),
+                );
                 None
             }
         }
@@ -664,23 +874,33 @@ fn convert_step(
             (None, Some(u)) => Some(Some(Message::Play(u.clone()))),
             (None, None) if !required => Some(None),
             _ => {
-                r.at(Some(span.clone()), format!("{here}: a `{kind}` step needs exactly one of `say` or `play`"));
+                r.at(
+                    Some(span.clone()),
+                    format!("{here}: a `{kind}` step needs exactly one of `say` or `play`"),
+                );
                 None
             }
         }
     };
     let action = match kind {
-        "greeting" => Action::Greeting { message: message(r, true)??, next },
-        "recording_notice" => {
-            Action::RecordingNotice { text: s.text.clone().unwrap_or_else(|| recording.notice.clone()), next }
-        }
+        "greeting" => Action::Greeting {
+            message: message(r, true)??,
+            next,
+        },
+        "recording_notice" => Action::RecordingNotice {
+            text: s.text.clone().unwrap_or_else(|| recording.notice.clone()),
+            next,
+        },
         "record" => Action::Record { next },
         "menu" => {
             let prompt = message(r, true)??;
             let mut options = BTreeMap::new();
             for (digits, target) in s.options.iter().flatten() {
                 if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'*') {
-                    r.at(Some(target.span()), format!("{here}: option `{digits}` is not a key sequence (digits or *)"));
+                    r.at(
+                        Some(target.span()),
+                        format!("{here}: option `{digits}` is not a key sequence (digits or *)"),
+                    );
                     continue;
                 }
                 if let Some(t) = lookup(r, &format!("options.{digits}"), id, target) {
@@ -688,7 +908,10 @@ fn convert_step(
                 }
             }
             if options.is_empty() {
-                r.at(Some(span.clone()), format!("{here}: a menu needs at least one entry in `options`"));
+                r.at(
+                    Some(span.clone()),
+                    format!("{here}: a menu needs at least one entry in `options`"),
+                );
             }
             let Some(default) = &s.default else {
                 r.at(
@@ -703,7 +926,10 @@ fn convert_step(
                 default: lookup(r, "default", id, default)?,
                 retries: s.retries.unwrap_or(2).min(10),
                 timeout_s: s.timeout_s.unwrap_or(5).clamp(1, 60),
-                invalid_message: s.invalid_say.clone().unwrap_or_else(|| DEFAULT_INVALID_CHOICE.to_owned()),
+                invalid_message: s
+                    .invalid_say
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_INVALID_CHOICE.to_owned()),
             })
         }
         "schedule" => {
@@ -715,29 +941,61 @@ fn convert_step(
                 }
             }
             if s.hours.is_none() {
-                r.at(Some(span.clone()), format!("{here}: a schedule needs `hours`, like [\"mon-fri 08:00-18:00\"]"));
+                r.at(
+                    Some(span.clone()),
+                    format!("{here}: a schedule needs `hours`, like [\"mon-fri 08:00-18:00\"]"),
+                );
             }
-            let holidays = s.holidays.iter().flatten().filter_map(|d| date(r, d)).collect();
+            let holidays = s
+                .holidays
+                .iter()
+                .flatten()
+                .filter_map(|d| date(r, d))
+                .collect();
             let open = required("open", &s.open, r);
             let closed = required("closed", &s.closed, r);
-            Action::Schedule(Schedule { hours, holidays, open: open?, closed: closed? })
+            Action::Schedule(Schedule {
+                hours,
+                holidays,
+                open: open?,
+                closed: closed?,
+            })
         }
         "dial" => {
-            let strategy = match s.strategy.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+            let strategy = match s
+                .strategy
+                .as_ref()
+                .map(|s| (s.get_ref().as_str(), s.span()))
+            {
                 None | Some(("simulcall", _)) => Strategy::Simulcall,
                 Some(("sequential", _)) => Strategy::Sequential,
                 Some(("round_robin", _)) => Strategy::RoundRobin,
                 Some((other, sp)) => {
-                    r.at(Some(sp), format!("{here}: strategy `{other}` is not simulcall, sequential or round_robin"));
+                    r.at(
+                        Some(sp),
+                        format!(
+                            "{here}: strategy `{other}` is not simulcall, sequential or round_robin"
+                        ),
+                    );
                     return None;
                 }
             };
-            let destinations: Vec<PhoneNumber> = s.to.iter().flatten().filter_map(|d| resolve(r, d)).collect();
+            let destinations: Vec<PhoneNumber> =
+                s.to.iter()
+                    .flatten()
+                    .filter_map(|d| resolve(r, d))
+                    .collect();
             if s.to.as_ref().is_none_or(|t| t.is_empty()) {
-                r.at(Some(span.clone()), format!("{here}: a dial step needs destinations in `to`"));
+                r.at(
+                    Some(span.clone()),
+                    format!("{here}: a dial step needs destinations in `to`"),
+                );
             }
             if strategy == Strategy::Simulcall && destinations.len() > 10 {
-                r.at(Some(span.clone()), format!("{here}: a simulcall rings at most 10 destinations at once"));
+                r.at(
+                    Some(span.clone()),
+                    format!("{here}: a simulcall rings at most 10 destinations at once"),
+                );
             }
             let caller_id = match s.caller_id.as_ref() {
                 None => CallerId::Caller,
@@ -755,10 +1013,13 @@ fn convert_step(
             })
         }
         "voicemail" => Action::Voicemail {
-            prompt: message(r, false)?.unwrap_or_else(|| Message::Say(DEFAULT_VOICEMAIL_PROMPT.to_owned())),
+            prompt: message(r, false)?
+                .unwrap_or_else(|| Message::Say(DEFAULT_VOICEMAIL_PROMPT.to_owned())),
             max_length_s: s.max_length_s.unwrap_or(120).clamp(5, 3600),
         },
-        "hangup" => Action::Hangup { message: message(r, false)? },
+        "hangup" => Action::Hangup {
+            message: message(r, false)?,
+        },
         _ => unreachable!("step types are matched above"),
     };
     ok.then_some(action)

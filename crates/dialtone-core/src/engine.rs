@@ -56,8 +56,15 @@ pub struct Outcome {
 pub enum EngineError {
     #[error("flow `{flow}` has no step `{step}` (was the configuration changed during the call?)")]
     UnknownStep { flow: String, step: String },
-    #[error("step `{step}` of flow `{flow}` is a `{kind}` step, not the {expected} this callback is for")]
-    WrongStep { flow: String, step: String, kind: &'static str, expected: &'static str },
+    #[error(
+        "step `{step}` of flow `{flow}` is a `{kind}` step, not the {expected} this callback is for"
+    )]
+    WrongStep {
+        flow: String,
+        step: String,
+        kind: &'static str,
+        expected: &'static str,
+    },
 }
 
 /// Starts a call at the flow's first step.
@@ -68,11 +75,20 @@ pub fn start(call: &Call, links: &Links, turns: &dyn Turns) -> Outcome {
 }
 
 /// Continues a call from the step a callback URL names.
-pub fn resume(call: &Call, links: &Links, turns: &dyn Turns, at: &Resume, input: Input) -> Result<Outcome, EngineError> {
+pub fn resume(
+    call: &Call,
+    links: &Links,
+    turns: &dyn Turns,
+    at: &Resume,
+    input: Input,
+) -> Result<Outcome, EngineError> {
     let flow = call.flow;
     let id = flow
         .step_index(&at.step)
-        .ok_or_else(|| EngineError::UnknownStep { flow: flow.name.clone(), step: at.step.clone() })?;
+        .ok_or_else(|| EngineError::UnknownStep {
+            flow: flow.name.clone(),
+            step: at.step.clone(),
+        })?;
     let action = &flow.steps[id].action;
     let wrong = |expected| EngineError::WrongStep {
         flow: flow.name.clone(),
@@ -121,10 +137,21 @@ pub fn resume(call: &Call, links: &Links, turns: &dyn Turns, at: &Resume, input:
 pub fn whisper(flow: &Flow, step: &str) -> Result<twiml::Response, EngineError> {
     let id = flow
         .step_index(step)
-        .ok_or_else(|| EngineError::UnknownStep { flow: flow.name.clone(), step: step.to_owned() })?;
+        .ok_or_else(|| EngineError::UnknownStep {
+            flow: flow.name.clone(),
+            step: step.to_owned(),
+        })?;
     match &flow.steps[id].action {
         Action::Dial(DialStep { whisper, .. }) => Ok(twiml::Response {
-            verbs: whisper.iter().map(|text| twiml::Verb::Say(twiml::Say { text: text.clone(), ..Default::default() })).collect(),
+            verbs: whisper
+                .iter()
+                .map(|text| {
+                    twiml::Verb::Say(twiml::Say {
+                        text: text.clone(),
+                        ..Default::default()
+                    })
+                })
+                .collect(),
         }),
         other => Err(EngineError::WrongStep {
             flow: flow.name.clone(),
@@ -139,7 +166,10 @@ pub fn whisper(flow: &Flow, step: &str) -> Result<twiml::Response, EngineError> 
 pub fn backup(primary: &PhoneNumber) -> twiml::Response {
     twiml::Response {
         verbs: vec![twiml::Verb::Dial(twiml::Dial {
-            targets: vec![twiml::DialTarget::Number(twiml::Number { number: primary.to_string(), ..Default::default() })],
+            targets: vec![twiml::DialTarget::Number(twiml::Number {
+                number: primary.to_string(),
+                ..Default::default()
+            })],
             ..Default::default()
         })],
     }
@@ -149,7 +179,10 @@ pub fn backup(primary: &PhoneNumber) -> twiml::Response {
 pub fn not_in_service() -> twiml::Response {
     twiml::Response {
         verbs: vec![
-            twiml::Verb::Say(twiml::Say { text: "The number you have called is not in service.".into(), ..Default::default() }),
+            twiml::Verb::Say(twiml::Say {
+                text: "The number you have called is not in service.".into(),
+                ..Default::default()
+            }),
             twiml::Verb::Hangup,
         ],
     }
@@ -164,7 +197,15 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(call: &'a Call<'a>, links: &'a Links, turns: &'a dyn Turns, recording: bool) -> Self {
-        Self { call, links, turns, out: Outcome { recording, ..Default::default() } }
+        Self {
+            call,
+            links,
+            turns,
+            out: Outcome {
+                recording,
+                ..Default::default()
+            },
+        }
     }
 
     fn resume_at(&self, step: StepId, n: u32, rotation: u32) -> Resume {
@@ -179,13 +220,22 @@ impl<'a> Run<'a> {
     }
 
     fn say(&mut self, text: &str) {
-        self.out.response.verbs.push(twiml::Verb::Say(twiml::Say { text: text.to_owned(), ..Default::default() }));
+        self.out.response.verbs.push(twiml::Verb::Say(twiml::Say {
+            text: text.to_owned(),
+            ..Default::default()
+        }));
     }
 
     fn message(&mut self, m: &Message) {
         let verb = match m {
-            Message::Say(text) => twiml::Verb::Say(twiml::Say { text: text.clone(), ..Default::default() }),
-            Message::Play(url) => twiml::Verb::Play(twiml::Play { url: url.clone(), ..Default::default() }),
+            Message::Say(text) => twiml::Verb::Say(twiml::Say {
+                text: text.clone(),
+                ..Default::default()
+            }),
+            Message::Play(url) => twiml::Verb::Play(twiml::Play {
+                url: url.clone(),
+                ..Default::default()
+            }),
         };
         self.out.response.verbs.push(verb);
     }
@@ -218,14 +268,18 @@ impl<'a> Run<'a> {
                 }
                 Action::Schedule(s) => {
                     let (now, tz) = (self.call.now, self.call.company.time_zone);
-                    let open = is_open(now, tz, &s.hours, &self.call.company.holidays) && !is_holiday(now, tz, &s.holidays);
+                    let open = is_open(now, tz, &s.hours, &self.call.company.holidays)
+                        && !is_holiday(now, tz, &s.holidays);
                     Some(if open { s.open } else { s.closed })
                 }
                 Action::Menu(menu) => return self.menu(id, menu, 1),
                 Action::Dial(dial) => {
                     let rotation = match dial.strategy {
                         Strategy::RoundRobin => {
-                            let key = format!("{}/{}/{}", self.call.company.slug, flow.name, flow.steps[id].id);
+                            let key = format!(
+                                "{}/{}/{}",
+                                self.call.company.slug, flow.name, flow.steps[id].id
+                            );
                             let turn = self.turns.take_turn(&key);
                             self.out.turn = Some((key, turn + 1));
                             (turn % dial.destinations.len().max(1) as u64) as u32
@@ -234,18 +288,27 @@ impl<'a> Run<'a> {
                     };
                     return self.dial(id, dial, 0, rotation);
                 }
-                Action::Voicemail { prompt, max_length_s } => {
+                Action::Voicemail {
+                    prompt,
+                    max_length_s,
+                } => {
                     self.message(prompt);
                     self.out.voicemail_offered = true;
                     let company = &self.call.company.slug;
-                    self.out.response.verbs.push(twiml::Verb::Record(twiml::Record {
-                        action: Some(self.links.flow(Callback::Voicemail, &self.resume_at(id, 0, 0))),
-                        max_length: Some(*max_length_s),
-                        finish_on_key: Some("#".into()),
-                        play_beep: Some(true),
-                        recording_status_callback: Some(self.links.recording(company, true)),
-                        ..Default::default()
-                    }));
+                    self.out
+                        .response
+                        .verbs
+                        .push(twiml::Verb::Record(twiml::Record {
+                            action: Some(
+                                self.links
+                                    .flow(Callback::Voicemail, &self.resume_at(id, 0, 0)),
+                            ),
+                            max_length: Some(*max_length_s),
+                            finish_on_key: Some("#".into()),
+                            play_beep: Some(true),
+                            recording_status_callback: Some(self.links.recording(company, true)),
+                            ..Default::default()
+                        }));
                     self.out.response.verbs.push(twiml::Verb::Hangup);
                     return;
                 }
@@ -261,23 +324,37 @@ impl<'a> Run<'a> {
     }
 
     fn menu(&mut self, id: StepId, menu: &Menu, attempt: u32) {
-        let action = self.links.flow(Callback::Gather, &self.resume_at(id, attempt, 0));
+        let action = self
+            .links
+            .flow(Callback::Gather, &self.resume_at(id, attempt, 0));
         let prompt = match &menu.prompt {
-            Message::Say(text) => twiml::GatherChild::Say(twiml::Say { text: text.clone(), ..Default::default() }),
-            Message::Play(url) => twiml::GatherChild::Play(twiml::Play { url: url.clone(), ..Default::default() }),
+            Message::Say(text) => twiml::GatherChild::Say(twiml::Say {
+                text: text.clone(),
+                ..Default::default()
+            }),
+            Message::Play(url) => twiml::GatherChild::Play(twiml::Play {
+                url: url.clone(),
+                ..Default::default()
+            }),
         };
-        self.out.response.verbs.push(twiml::Verb::Gather(twiml::Gather {
-            action: Some(action.clone()),
-            num_digits: Some(menu.num_digits()),
-            timeout: Some(menu.timeout_s),
-            children: vec![prompt],
-            ..Default::default()
-        }));
+        self.out
+            .response
+            .verbs
+            .push(twiml::Verb::Gather(twiml::Gather {
+                action: Some(action.clone()),
+                num_digits: Some(menu.num_digits()),
+                timeout: Some(menu.timeout_s),
+                children: vec![prompt],
+                ..Default::default()
+            }));
         // Nothing pressed: the carrier falls through to here, and the same callback decides.
         self.out
             .response
             .verbs
-            .push(twiml::Verb::Redirect(twiml::Redirect { url: action, method: Some(twiml::Method::Post) }));
+            .push(twiml::Verb::Redirect(twiml::Redirect {
+                url: action,
+                method: Some(twiml::Method::Post),
+            }));
     }
 
     /// Rings the destinations for position `n` of this dial's order.
@@ -285,14 +362,25 @@ impl<'a> Run<'a> {
         let count = dial.destinations.len();
         let now_ringing: Vec<PhoneNumber> = match dial.strategy {
             Strategy::Simulcall => dial.destinations.clone(),
-            Strategy::Sequential => dial.destinations.get(n as usize).cloned().into_iter().collect(),
-            Strategy::RoundRobin => {
-                dial.destinations.get((rotation as usize + n as usize) % count.max(1)).cloned().into_iter().collect()
-            }
+            Strategy::Sequential => dial
+                .destinations
+                .get(n as usize)
+                .cloned()
+                .into_iter()
+                .collect(),
+            Strategy::RoundRobin => dial
+                .destinations
+                .get((rotation as usize + n as usize) % count.max(1))
+                .cloned()
+                .into_iter()
+                .collect(),
         };
         let company = &self.call.company.slug;
         let resume = self.resume_at(id, n, rotation);
-        let whisper = dial.whisper.as_ref().map(|_| self.links.flow(Callback::Whisper, &resume));
+        let whisper = dial
+            .whisper
+            .as_ref()
+            .map(|_| self.links.flow(Callback::Whisper, &resume));
         let leg_status = self.links.leg_status(company);
         let targets = now_ringing
             .iter()

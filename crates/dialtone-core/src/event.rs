@@ -146,9 +146,15 @@ impl Outcome {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Outcome::InProgress, Outcome::Answered, Outcome::Voicemail, Outcome::Missed, Outcome::Failed]
-            .into_iter()
-            .find(|o| o.as_str() == s)
+        [
+            Outcome::InProgress,
+            Outcome::Answered,
+            Outcome::Voicemail,
+            Outcome::Missed,
+            Outcome::Failed,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 
     /// The outcome once the inbound call has ended with `status`.

@@ -32,15 +32,28 @@ pub enum Message {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Greeting { message: Message, next: Option<StepId> },
-    RecordingNotice { text: String, next: Option<StepId> },
+    Greeting {
+        message: Message,
+        next: Option<StepId>,
+    },
+    RecordingNotice {
+        text: String,
+        next: Option<StepId>,
+    },
     /// Records the rest of the call from here on (every later dial is recorded).
-    Record { next: Option<StepId> },
+    Record {
+        next: Option<StepId>,
+    },
     Menu(Menu),
     Schedule(Schedule),
     Dial(DialStep),
-    Voicemail { prompt: Message, max_length_s: u32 },
-    Hangup { message: Option<Message> },
+    Voicemail {
+        prompt: Message,
+        max_length_s: u32,
+    },
+    Hangup {
+        message: Option<Message>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +72,11 @@ pub struct Menu {
 impl Menu {
     /// Digits the carrier should collect: the longest option.
     pub fn num_digits(&self) -> u32 {
-        self.options.keys().map(|k| k.len() as u32).max().unwrap_or(1)
+        self.options
+            .keys()
+            .map(|k| k.len() as u32)
+            .max()
+            .unwrap_or(1)
     }
 }
 
@@ -125,9 +142,9 @@ impl Action {
     pub fn edges(&self) -> Vec<Edge> {
         use Edge::*;
         match self {
-            Action::Greeting { next, .. } | Action::RecordingNotice { next, .. } | Action::Record { next } => {
-                next.iter().map(|n| Automatic(*n)).collect()
-            }
+            Action::Greeting { next, .. }
+            | Action::RecordingNotice { next, .. }
+            | Action::Record { next } => next.iter().map(|n| Automatic(*n)).collect(),
             Action::Menu(m) => {
                 let mut e: Vec<Edge> = m.options.values().map(|s| Choice(*s)).collect();
                 e.push(Automatic(m.default));
@@ -160,7 +177,10 @@ pub enum FlowProblem {
     /// Steps of a cycle taken without any key press: the call would never end.
     EndlessLoop(Vec<StepId>),
     /// A record step that some path reaches without a recording notice first.
-    RecordingWithoutNotice { record: StepId, path: Vec<StepId> },
+    RecordingWithoutNotice {
+        record: StepId,
+        path: Vec<StepId>,
+    },
 }
 
 impl Flow {
@@ -225,7 +245,8 @@ impl Flow {
                 continue;
             }
             // Iterative DFS keeping the current path so the cycle can be reported.
-            let mut path: Vec<(StepId, Vec<StepId>)> = vec![(root, self.automatic_successors(root))];
+            let mut path: Vec<(StepId, Vec<StepId>)> =
+                vec![(root, self.automatic_successors(root))];
             colour[root] = Colour::Grey;
             while let Some((node, succ)) = path.last_mut() {
                 let node = *node;
@@ -299,11 +320,17 @@ mod tests {
     use super::*;
 
     fn step(id: &str, action: Action) -> Step {
-        Step { id: id.into(), action }
+        Step {
+            id: id.into(),
+            action,
+        }
     }
 
     fn greeting(next: Option<StepId>) -> Action {
-        Action::Greeting { message: Message::Say("hi".into()), next }
+        Action::Greeting {
+            message: Message::Say("hi".into()),
+            next,
+        }
     }
 
     fn hangup() -> Action {
@@ -323,7 +350,11 @@ mod tests {
 
     #[test]
     fn a_straight_flow_has_no_problems() {
-        let flow = Flow { name: "f".into(), start: 0, steps: vec![step("a", greeting(Some(1))), step("b", hangup())] };
+        let flow = Flow {
+            name: "f".into(),
+            start: 0,
+            steps: vec![step("a", greeting(Some(1))), step("b", hangup())],
+        };
         assert!(flow.problems(false).is_empty());
     }
 
@@ -344,13 +375,19 @@ mod tests {
             start: 0,
             steps: vec![step("a", greeting(Some(1))), step("b", greeting(Some(0)))],
         };
-        assert_eq!(endless.problems(false), vec![FlowProblem::EndlessLoop(vec![0, 1])]);
+        assert_eq!(
+            endless.problems(false),
+            vec![FlowProblem::EndlessLoop(vec![0, 1])]
+        );
 
         // "Press 9 to hear this again" is a loop the caller chooses and can leave.
         let repeat = Flow {
             name: "f".into(),
             start: 0,
-            steps: vec![step("menu", menu(&[("1", 1), ("9", 0)], 1)), step("bye", hangup())],
+            steps: vec![
+                step("menu", menu(&[("1", 1), ("9", 0)], 1)),
+                step("bye", hangup()),
+            ],
         };
         assert!(repeat.problems(false).is_empty());
 
@@ -358,14 +395,24 @@ mod tests {
         let silent = Flow {
             name: "f".into(),
             start: 0,
-            steps: vec![step("greet", greeting(Some(1))), step("menu", menu(&[("1", 2)], 0)), step("bye", hangup())],
+            steps: vec![
+                step("greet", greeting(Some(1))),
+                step("menu", menu(&[("1", 2)], 0)),
+                step("bye", hangup()),
+            ],
         };
-        assert_eq!(silent.problems(false), vec![FlowProblem::EndlessLoop(vec![0, 1])]);
+        assert_eq!(
+            silent.problems(false),
+            vec![FlowProblem::EndlessLoop(vec![0, 1])]
+        );
     }
 
     #[test]
     fn recording_needs_a_notice_on_every_path() {
-        let notice = Action::RecordingNotice { text: "recorded".into(), next: Some(2) };
+        let notice = Action::RecordingNotice {
+            text: "recorded".into(),
+            next: Some(2),
+        };
         // menu: 1 → notice → record; 2 → record directly.
         let flow = Flow {
             name: "f".into(),
@@ -379,8 +426,14 @@ mod tests {
         };
         assert_eq!(
             flow.problems(false),
-            vec![FlowProblem::RecordingWithoutNotice { record: 2, path: vec![0, 2] }]
+            vec![FlowProblem::RecordingWithoutNotice {
+                record: 2,
+                path: vec![0, 2]
+            }]
         );
-        assert!(flow.problems(true).is_empty(), "the company's opt-out allows it");
+        assert!(
+            flow.problems(true).is_empty(),
+            "the company's opt-out allows it"
+        );
     }
 }

@@ -82,7 +82,9 @@ pub struct Links {
 
 impl Links {
     pub fn new(public_url: &str) -> Self {
-        Self { base: public_url.trim_end_matches('/').to_owned() }
+        Self {
+            base: public_url.trim_end_matches('/').to_owned(),
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -113,7 +115,11 @@ impl Links {
 
     /// Recording status callbacks.
     pub fn recording(&self, company: &str, voicemail: bool) -> String {
-        format!("{}/twilio/recording?company={company}&voicemail={}", self.base, u8::from(voicemail))
+        format!(
+            "{}/twilio/recording?company={company}&voicemail={}",
+            self.base,
+            u8::from(voicemail)
+        )
     }
 }
 
@@ -139,6 +145,9 @@ mod tests {
     #[test]
     fn missing_parts_are_named() {
         assert_eq!(Resume::parse("flow=a&step=b"), Err(BadResume("company")));
-        assert_eq!(Resume::parse("company=a&flow=b&step=c&n=x"), Err(BadResume("n")));
+        assert_eq!(
+            Resume::parse("company=a&flow=b&step=c&n=x"),
+            Err(BadResume("n"))
+        );
     }
 }

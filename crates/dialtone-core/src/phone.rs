@@ -58,12 +58,23 @@ mod tests {
     fn accepts_e164_and_formats_nanp() {
         let n = PhoneNumber::parse("+14045550199").unwrap();
         assert_eq!(n.formatted(), "(404) 555-0199");
-        assert_eq!(PhoneNumber::parse("+442071838750").unwrap().formatted(), "+442071838750");
+        assert_eq!(
+            PhoneNumber::parse("+442071838750").unwrap().formatted(),
+            "+442071838750"
+        );
     }
 
     #[test]
     fn refuses_what_is_not_e164() {
-        for bad in ["", "+", "4045550199", "+0123456789", "+1404555019x", "+1234567", "+1234567890123456"] {
+        for bad in [
+            "",
+            "+",
+            "4045550199",
+            "+0123456789",
+            "+1404555019x",
+            "+1234567",
+            "+1234567890123456",
+        ] {
             assert!(PhoneNumber::parse(bad).is_err(), "{bad} accepted");
         }
     }

@@ -28,7 +28,9 @@ pub struct WeeklyHours {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a business-hours range: {reason} (expected like \"mon-fri 08:00-18:00\")")]
+#[error(
+    "`{input}` is not a business-hours range: {reason} (expected like \"mon-fri 08:00-18:00\")"
+)]
 pub struct InvalidHours {
     pub input: String,
     pub reason: String,
@@ -41,7 +43,15 @@ fn parse_day(s: &str) -> Option<u32> {
     let short = lower.get(..3)?;
     let idx = DAY_NAMES.iter().position(|d| *d == short)?;
     // Accept "mon" and "monday", nothing in between like "mond".
-    let full = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"][idx];
+    let full = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ][idx];
     (lower == short || lower == full).then_some(idx as u32)
 }
 
@@ -55,7 +65,10 @@ fn parse_time(s: &str) -> Option<u32> {
 
 impl WeeklyHours {
     pub fn parse(input: &str) -> Result<Self, InvalidHours> {
-        let err = |reason: &str| InvalidHours { input: input.to_owned(), reason: reason.to_owned() };
+        let err = |reason: &str| InvalidHours {
+            input: input.to_owned(),
+            reason: reason.to_owned(),
+        };
         let (days_part, times_part) = input
             .trim()
             .split_once(char::is_whitespace)
@@ -65,7 +78,9 @@ impl WeeklyHours {
             match item.split_once('-') {
                 Some((a, b)) => {
                     let (a, b) = (parse_day(a), parse_day(b));
-                    let (Some(a), Some(b)) = (a, b) else { return Err(err("unknown day name")) };
+                    let (Some(a), Some(b)) = (a, b) else {
+                        return Err(err("unknown day name"));
+                    };
                     // Wrap around the week: sat-mon is Saturday, Sunday, Monday.
                     let mut d = a;
                     loop {
@@ -83,12 +98,18 @@ impl WeeklyHours {
             .trim()
             .split_once('-')
             .ok_or_else(|| err("times must be written HH:MM-HH:MM"))?;
-        let open = parse_time(open.trim()).filter(|m| *m < 1440).ok_or_else(|| err("bad opening time"))?;
+        let open = parse_time(open.trim())
+            .filter(|m| *m < 1440)
+            .ok_or_else(|| err("bad opening time"))?;
         let close = parse_time(close.trim()).ok_or_else(|| err("bad closing time"))?;
         if open == close {
             return Err(err("opening and closing times are equal"));
         }
-        Ok(Self { days: Days(days), open, close })
+        Ok(Self {
+            days: Days(days),
+            open,
+            close,
+        })
     }
 
     fn covers(&self, day: Weekday, minute: u32) -> bool {
@@ -103,8 +124,10 @@ impl WeeklyHours {
 
 impl fmt::Display for WeeklyHours {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let days: Vec<&str> =
-            (0..7).filter(|d| self.days.0 & (1 << d) != 0).map(|d| DAY_NAMES[d as usize]).collect();
+        let days: Vec<&str> = (0..7)
+            .filter(|d| self.days.0 & (1 << d) != 0)
+            .map(|d| DAY_NAMES[d as usize])
+            .collect();
         write!(
             f,
             "{} {:02}:{:02}-{:02}:{:02}",
@@ -123,7 +146,12 @@ pub fn is_holiday(now: DateTime<Utc>, tz: Tz, dates: &BTreeSet<NaiveDate>) -> bo
 }
 
 /// Whether a business is open at `now`: not on a holiday (a local date) and inside one of the ranges.
-pub fn is_open(now: DateTime<Utc>, tz: Tz, hours: &[WeeklyHours], holidays: &BTreeSet<NaiveDate>) -> bool {
+pub fn is_open(
+    now: DateTime<Utc>,
+    tz: Tz,
+    hours: &[WeeklyHours],
+    holidays: &BTreeSet<NaiveDate>,
+) -> bool {
     let local = now.with_timezone(&tz);
     if holidays.contains(&local.date_naive()) {
         return false;
@@ -156,10 +184,23 @@ mod tests {
         assert!(is_open(ny(2026, 11, 23, 17, 59), tz, &hours, &none));
         assert!(!is_open(ny(2026, 11, 23, 18, 0), tz, &hours, &none));
         assert!(!is_open(ny(2026, 11, 23, 7, 59), tz, &hours, &none));
-        assert!(!is_open(ny(2026, 11, 28, 12, 0), tz, &hours, &none), "Saturday");
+        assert!(
+            !is_open(ny(2026, 11, 28, 12, 0), tz, &hours, &none),
+            "Saturday"
+        );
         // 13:00 UTC is 08:00 in New York in winter: open there, though 13:00 is not 08:00.
-        assert!(is_open(Utc.with_ymd_and_hms(2026, 11, 23, 13, 0, 0).unwrap(), tz, &hours, &none));
-        assert!(!is_open(Utc.with_ymd_and_hms(2026, 11, 23, 12, 59, 0).unwrap(), tz, &hours, &none));
+        assert!(is_open(
+            Utc.with_ymd_and_hms(2026, 11, 23, 13, 0, 0).unwrap(),
+            tz,
+            &hours,
+            &none
+        ));
+        assert!(!is_open(
+            Utc.with_ymd_and_hms(2026, 11, 23, 12, 59, 0).unwrap(),
+            tz,
+            &hours,
+            &none
+        ));
     }
 
     #[test]
@@ -180,7 +221,10 @@ mod tests {
         assert!(is_open(ny(2026, 11, 27, 23, 0), tz, &hours, &none));
         assert!(is_open(ny(2026, 11, 28, 1, 59), tz, &hours, &none));
         assert!(!is_open(ny(2026, 11, 28, 2, 0), tz, &hours, &none));
-        assert!(!is_open(ny(2026, 11, 27, 1, 0), tz, &hours, &none), "early Friday is Thursday night");
+        assert!(
+            !is_open(ny(2026, 11, 27, 1, 0), tz, &hours, &none),
+            "early Friday is Thursday night"
+        );
     }
 
     #[test]
@@ -189,7 +233,14 @@ mod tests {
         assert_eq!(h.to_string(), "mon,sat,sun 09:00-12:30");
         let h = WeeklyHours::parse("Monday,wed,FRI 10:00-24:00").unwrap();
         assert_eq!(h.to_string(), "mon,wed,fri 10:00-24:00");
-        for bad in ["mon", "mon 8-18", "mond 08:00-18:00", "mon 08:00-08:00", "mon 25:00-26:00", "xyz 08:00-09:00"] {
+        for bad in [
+            "mon",
+            "mon 8-18",
+            "mond 08:00-18:00",
+            "mon 08:00-08:00",
+            "mon 25:00-26:00",
+            "xyz 08:00-09:00",
+        ] {
             assert!(WeeklyHours::parse(bad).is_err(), "{bad} accepted");
         }
     }

@@ -1,6 +1,6 @@
 //! Loading configuration files: the demo loads, and every kind of mistake is refused with its line.
 
-use dialtone_core::config::{load, ConfigErrors};
+use dialtone_core::config::{ConfigErrors, load};
 use dialtone_core::demo;
 
 fn no_env(_: &str) -> Option<String> {
@@ -13,7 +13,10 @@ fn errors(source: &str) -> ConfigErrors {
 
 /// The demo file with one substitution, checked to have happened.
 fn demo_with(from: &str, to: &str) -> String {
-    assert!(demo::CONFIG.contains(from), "demo config no longer contains {from:?}");
+    assert!(
+        demo::CONFIG.contains(from),
+        "demo config no longer contains {from:?}"
+    );
     demo::CONFIG.replacen(from, to, 1)
 }
 
@@ -31,15 +34,27 @@ fn the_demo_configuration_loads() {
     assert_eq!(acme.primary_number.as_str(), "+14045550111");
     assert_eq!(config.tracking_numbers(), 6);
     let t = config.tracker_for("+14045550150").unwrap();
-    assert_eq!((t.tracker.name.as_str(), t.flow.name.as_str()), ("Billboard I-85", "menu"));
-    assert_eq!(config.tracker_for("+14045550203").unwrap().tracker.name, "Google Ads");
+    assert_eq!(
+        (t.tracker.name.as_str(), t.flow.name.as_str()),
+        ("Billboard I-85", "menu")
+    );
+    assert_eq!(
+        config.tracker_for("+14045550203").unwrap().tracker.name,
+        "Google Ads"
+    );
     assert!(config.tracker_for("+14045550999").is_none());
-    assert_eq!(config.carrier_by_sid(demo::ACCOUNT_SID).unwrap().auth_token, demo::AUTH_TOKEN);
+    assert_eq!(
+        config.carrier_by_sid(demo::ACCOUNT_SID).unwrap().auth_token,
+        demo::AUTH_TOKEN
+    );
 }
 
 #[test]
 fn syntax_errors_name_file_line_and_column() {
-    let src = demo_with("time_zone = \"America/New_York\"", "time_zone = America/New_York");
+    let src = demo_with(
+        "time_zone = \"America/New_York\"",
+        "time_zone = America/New_York",
+    );
     let e = errors(&src);
     let text = e.to_string();
     let line = line_of(&src, "time_zone = America");
@@ -53,15 +68,27 @@ fn unknown_step_references_are_refused_at_their_line() {
     let line = line_of(&src, "voicemal\"");
     assert_eq!(e.errors.len(), 1, "{e}");
     assert_eq!(e.errors[0].line, Some(line));
-    assert!(e.errors[0].message.contains("unknown step `voicemal`"), "{e}");
+    assert!(
+        e.errors[0].message.contains("unknown step `voicemal`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unreachable_steps_are_refused() {
-    let src = format!("{}\n[companies.flows.menu.steps.orphan]\ntype = \"hangup\"\n", demo::CONFIG);
+    let src = format!(
+        "{}\n[companies.flows.menu.steps.orphan]\ntype = \"hangup\"\n",
+        demo::CONFIG
+    );
     let e = errors(&src);
-    assert!(e.to_string().contains("step `orphan` can never be reached"), "{e}");
-    assert_eq!(e.errors[0].line, Some(line_of(&src, "[companies.flows.menu.steps.orphan]")));
+    assert!(
+        e.to_string().contains("step `orphan` can never be reached"),
+        "{e}"
+    );
+    assert_eq!(
+        e.errors[0].line,
+        Some(line_of(&src, "[companies.flows.menu.steps.orphan]"))
+    );
 }
 
 #[test]
@@ -73,7 +100,11 @@ fn loops_without_a_key_press_are_refused() {
         "[companies.flows.main.steps.voicemail]\ntype = \"greeting\"\nsay = \"Still trying\"\nnext = \"ring\"",
     );
     let e = errors(&src);
-    assert!(e.to_string().contains("loop without the caller pressing a key"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("loop without the caller pressing a key"),
+        "{e}"
+    );
     assert!(e.to_string().contains("ring → voicemail → ring"), "{e}");
 }
 
@@ -81,8 +112,14 @@ fn loops_without_a_key_press_are_refused() {
 fn a_menu_without_default_is_refused() {
     let src = demo_with("default = \"sales\"\n", "");
     let e = errors(&src);
-    assert!(e.to_string().contains("a menu needs a `default` step"), "{e}");
-    assert_eq!(e.errors[0].line, Some(line_of(&src, "[companies.flows.menu.steps.choose]")));
+    assert!(
+        e.to_string().contains("a menu needs a `default` step"),
+        "{e}"
+    );
+    assert_eq!(
+        e.errors[0].line,
+        Some(line_of(&src, "[companies.flows.menu.steps.choose]"))
+    );
 }
 
 #[test]
@@ -91,15 +128,26 @@ fn recording_without_notice_needs_an_explicit_opt_out_with_a_reason() {
     let e = errors(&src);
     // The notice step is now unreachable too; the recording error is the one that matters here.
     let text = e.to_string();
-    assert!(text.contains("step `record` records the call but the path record plays no recording notice"), "{text}");
+    assert!(
+        text.contains(
+            "step `record` records the call but the path record plays no recording notice"
+        ),
+        "{text}"
+    );
 
     let opted_out = src.replace(
         "notice = \"This call may be recorded for quality assurance.\"",
         "without_notice_reason = \"Callers consent in the contract they sign\"",
     );
     let e = errors(&opted_out);
-    assert!(!e.to_string().contains("records the call"), "opt-out should allow it: {e}");
-    assert!(e.to_string().contains("`notice` can never be reached"), "{e}");
+    assert!(
+        !e.to_string().contains("records the call"),
+        "opt-out should allow it: {e}"
+    );
+    assert!(
+        e.to_string().contains("`notice` can never be reached"),
+        "{e}"
+    );
 
     let empty_reason = src.replace(
         "notice = \"This call may be recorded for quality assurance.\"",
@@ -111,9 +159,15 @@ fn recording_without_notice_needs_an_explicit_opt_out_with_a_reason() {
 #[test]
 fn bad_values_are_each_reported() {
     let src = demo_with("office = \"+14045550111\"", "office = \"404-555-0111\"")
-        .replace("time_zone = \"America/New_York\"", "time_zone = \"Mars/Olympus\"")
+        .replace(
+            "time_zone = \"America/New_York\"",
+            "time_zone = \"Mars/Olympus\"",
+        )
         .replace("strategy = \"sequential\"", "strategy = \"shotgun\"")
-        .replace("hours = [\"mon-fri 08:00-18:00\"]", "hours = [\"mon-fri 8-18\"]");
+        .replace(
+            "hours = [\"mon-fri 08:00-18:00\"]",
+            "hours = [\"mon-fri 8-18\"]",
+        );
     let e = errors(&src);
     let text = e.to_string();
     for expected in [
@@ -129,21 +183,43 @@ fn bad_values_are_each_reported() {
 #[test]
 fn fields_that_do_not_apply_and_unknown_fields_are_refused() {
     let src = demo_with("type = \"record\"", "type = \"record\"\nring_timeout_s = 5");
-    assert!(errors(&src).to_string().contains("`ring_timeout_s` does not apply to a `record` step"));
+    assert!(
+        errors(&src)
+            .to_string()
+            .contains("`ring_timeout_s` does not apply to a `record` step")
+    );
     let src = demo_with("ring_timeout_s = 20", "ring_timout_s = 20");
-    assert!(errors(&src).to_string().contains("unknown field `ring_timout_s`"));
+    assert!(
+        errors(&src)
+            .to_string()
+            .contains("unknown field `ring_timout_s`")
+    );
 }
 
 #[test]
 fn a_number_on_two_trackers_is_refused() {
     let src = demo_with("number = \"+14045550150\"", "number = \"+14045550100\"");
-    assert!(errors(&src).to_string().contains("+14045550100 belongs to two trackers"));
+    assert!(
+        errors(&src)
+            .to_string()
+            .contains("+14045550100 belongs to two trackers")
+    );
 }
 
 #[test]
 fn tokens_can_come_from_the_environment() {
-    let src = demo_with("auth_token = \"demo-auth-token\"", "auth_token_env = \"ACME_TOKEN\"");
-    let config = load("x", &src, &|name: &str| (name == "ACME_TOKEN").then(|| "from-env".to_owned())).unwrap();
+    let src = demo_with(
+        "auth_token = \"demo-auth-token\"",
+        "auth_token_env = \"ACME_TOKEN\"",
+    );
+    let config = load("x", &src, &|name: &str| {
+        (name == "ACME_TOKEN").then(|| "from-env".to_owned())
+    })
+    .unwrap();
     assert_eq!(config.carrier_accounts[0].auth_token, "from-env");
-    assert!(errors(&src).to_string().contains("environment variable `ACME_TOKEN` is not set"));
+    assert!(
+        errors(&src)
+            .to_string()
+            .contains("environment variable `ACME_TOKEN` is not set")
+    );
 }

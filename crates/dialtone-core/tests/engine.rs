@@ -4,12 +4,14 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, TimeZone, Utc};
-use dialtone_core::config::{load, Company};
+use dialtone_core::PhoneNumber;
+use dialtone_core::config::{Company, load};
 use dialtone_core::demo;
 use dialtone_core::engine::{self, Call, Input, Turns};
-use dialtone_core::flow::{Action, CallerId, DialStep, Flow, Menu, Message, Step, Strategy as DialStrategy};
+use dialtone_core::flow::{
+    Action, CallerId, DialStep, Flow, Menu, Message, Step, Strategy as DialStrategy,
+};
 use dialtone_core::links::{Links, Resume};
-use dialtone_core::PhoneNumber;
 use dialtone_twiml::{DialRecord, Response, Verb};
 use proptest::prelude::*;
 
@@ -32,7 +34,10 @@ fn acme() -> Company {
 
 /// Monday 2026-11-23 at the given New York time.
 fn monday(hh: u32, mm: u32) -> DateTime<Utc> {
-    chrono_tz::America::New_York.with_ymd_and_hms(2026, 11, 23, hh, mm, 0).unwrap().with_timezone(&Utc)
+    chrono_tz::America::New_York
+        .with_ymd_and_hms(2026, 11, 23, hh, mm, 0)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn links() -> Links {
@@ -58,7 +63,10 @@ fn said(r: &Response) -> Vec<String> {
 }
 
 fn the_dial(r: &Response) -> &dialtone_twiml::Dial {
-    r.verbs.iter().find_map(|v| if let Verb::Dial(d) = v { Some(d) } else { None }).expect("a <Dial>")
+    r.verbs
+        .iter()
+        .find_map(|v| if let Verb::Dial(d) = v { Some(d) } else { None })
+        .expect("a <Dial>")
 }
 
 fn numbers(d: &dialtone_twiml::Dial) -> Vec<&str> {
@@ -79,11 +87,19 @@ fn resume_of(url: &str) -> Resume {
 fn main_flow_plays_the_notice_then_rings_everyone_recorded() {
     let company = acme();
     let flow = &company.flows["main"];
-    let call = Call { company: &company, flow, tracking_number: "+14045550100", now: monday(10, 0) };
+    let call = Call {
+        company: &company,
+        flow,
+        tracking_number: "+14045550100",
+        now: monday(10, 0),
+    };
     let out = engine::start(&call, &links(), &Counter::default());
     assert_eq!(out.path, ["notice", "record", "ring"]);
     assert!(out.notice_played && out.recording);
-    assert_eq!(said(&out.response), ["This call may be recorded for quality assurance."]);
+    assert_eq!(
+        said(&out.response),
+        ["This call may be recorded for quality assurance."]
+    );
     let dial = the_dial(&out.response);
     assert_eq!(numbers(dial), ["+14045550111", "+14045550112"]);
     assert_eq!(dial.timeout, Some(20));
@@ -94,10 +110,24 @@ fn main_flow_plays_the_notice_then_rings_everyone_recorded() {
     assert_eq!((at.step.as_str(), at.recording), ("ring", true));
 
     // Nobody answers: voicemail. Someone answers: the call ends when they hang up.
-    let missed = engine::resume(&call, &links(), &Counter::default(), &at, Input::DialEnded { answered: false }).unwrap();
+    let missed = engine::resume(
+        &call,
+        &links(),
+        &Counter::default(),
+        &at,
+        Input::DialEnded { answered: false },
+    )
+    .unwrap();
     assert_eq!(missed.path, ["voicemail"]);
     assert!(matches!(missed.response.verbs[1], Verb::Record(_)));
-    let answered = engine::resume(&call, &links(), &Counter::default(), &at, Input::DialEnded { answered: true }).unwrap();
+    let answered = engine::resume(
+        &call,
+        &links(),
+        &Counter::default(),
+        &at,
+        Input::DialEnded { answered: true },
+    )
+    .unwrap();
     assert_eq!(answered.response.verbs, [Verb::Hangup]);
 }
 
@@ -106,40 +136,100 @@ fn menu_flow_routes_by_digit_and_business_hours() {
     let company = acme();
     let flow = &company.flows["menu"];
     let turns = Counter::default();
-    let open = Call { company: &company, flow, tracking_number: "+14045550150", now: monday(9, 30) };
+    let open = Call {
+        company: &company,
+        flow,
+        tracking_number: "+14045550150",
+        now: monday(9, 30),
+    };
     let out = engine::start(&open, &links(), &turns);
     assert_eq!(out.path, ["hours", "greeting", "choose"]);
-    let Verb::Gather(gather) = &out.response.verbs[1] else { panic!("{:?}", out.response) };
+    let Verb::Gather(gather) = &out.response.verbs[1] else {
+        panic!("{:?}", out.response)
+    };
     let at = resume_of(gather.action.as_deref().unwrap());
     assert_eq!(at.n, 1);
-    assert!(matches!(&out.response.verbs[2], Verb::Redirect(r) if Some(&r.url) == gather.action.as_ref()));
+    assert!(
+        matches!(&out.response.verbs[2], Verb::Redirect(r) if Some(&r.url) == gather.action.as_ref())
+    );
 
     // 1: sales rings the office, then the mobile, then voicemail.
-    let sales = engine::resume(&open, &links(), &turns, &at, Input::Menu { digits: Some("1".into()) }).unwrap();
+    let sales = engine::resume(
+        &open,
+        &links(),
+        &turns,
+        &at,
+        Input::Menu {
+            digits: Some("1".into()),
+        },
+    )
+    .unwrap();
     assert_eq!(numbers(the_dial(&sales.response)), ["+14045550111"]);
     let at2 = resume_of(the_dial(&sales.response).action.as_deref().unwrap());
-    let next = engine::resume(&open, &links(), &turns, &at2, Input::DialEnded { answered: false }).unwrap();
+    let next = engine::resume(
+        &open,
+        &links(),
+        &turns,
+        &at2,
+        Input::DialEnded { answered: false },
+    )
+    .unwrap();
     assert_eq!(numbers(the_dial(&next.response)), ["+14045550112"]);
     let at3 = resume_of(the_dial(&next.response).action.as_deref().unwrap());
-    let last = engine::resume(&open, &links(), &turns, &at3, Input::DialEnded { answered: false }).unwrap();
+    let last = engine::resume(
+        &open,
+        &links(),
+        &turns,
+        &at3,
+        Input::DialEnded { answered: false },
+    )
+    .unwrap();
     assert_eq!(last.path, ["voicemail"]);
 
     // An invalid key is explained and the menu offered again; silence too, without the apology.
-    let invalid = engine::resume(&open, &links(), &turns, &at, Input::Menu { digits: Some("7".into()) }).unwrap();
-    assert_eq!(said(&invalid.response)[0], "Sorry, that is not a valid choice.");
-    let Verb::Gather(g2) = &invalid.response.verbs[1] else { panic!() };
+    let invalid = engine::resume(
+        &open,
+        &links(),
+        &turns,
+        &at,
+        Input::Menu {
+            digits: Some("7".into()),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        said(&invalid.response)[0],
+        "Sorry, that is not a valid choice."
+    );
+    let Verb::Gather(g2) = &invalid.response.verbs[1] else {
+        panic!()
+    };
     let at_retry = resume_of(g2.action.as_deref().unwrap());
     assert_eq!(at_retry.n, 2);
-    let silent = engine::resume(&open, &links(), &turns, &at, Input::Menu { digits: None }).unwrap();
+    let silent =
+        engine::resume(&open, &links(), &turns, &at, Input::Menu { digits: None }).unwrap();
     assert!(matches!(silent.response.verbs[0], Verb::Gather(_)));
     // After the retries, the default (sales).
     let exhausted = Resume { n: 3, ..at.clone() };
-    let default = engine::resume(&open, &links(), &turns, &exhausted, Input::Menu { digits: None }).unwrap();
+    let default = engine::resume(
+        &open,
+        &links(),
+        &turns,
+        &exhausted,
+        Input::Menu { digits: None },
+    )
+    .unwrap();
     assert_eq!(default.path, ["sales"]);
 
     // Saturday, or 18:00 on a weekday: straight to voicemail.
-    let closed = Call { now: monday(18, 0), ..open };
-    assert_eq!(engine::start(&closed, &links(), &turns).path, ["hours", "voicemail"]);
+    let closed = Call {
+        now: monday(18, 0),
+        ..open
+    };
+    assert_eq!(
+        engine::start(&closed, &links(), &turns).path,
+        ["hours", "voicemail"]
+    );
 }
 
 #[test]
@@ -147,32 +237,94 @@ fn round_robin_takes_turns_across_calls_and_falls_over_to_the_next() {
     let company = acme();
     let flow = &company.flows["menu"];
     let turns = Counter::default();
-    let call = Call { company: &company, flow, tracking_number: "+14045550150", now: monday(11, 0) };
+    let call = Call {
+        company: &company,
+        flow,
+        tracking_number: "+14045550150",
+        now: monday(11, 0),
+    };
     let start = engine::start(&call, &links(), &turns);
-    let Verb::Gather(g) = &start.response.verbs[1] else { panic!("{:?}", start.response) };
+    let Verb::Gather(g) = &start.response.verbs[1] else {
+        panic!("{:?}", start.response)
+    };
     let menu_at = resume_of(g.action.as_deref().unwrap());
     let mut firsts = Vec::new();
     for _ in 0..4 {
-        let out = engine::resume(&call, &links(), &turns, &menu_at, Input::Menu { digits: Some("2".into()) }).unwrap();
+        let out = engine::resume(
+            &call,
+            &links(),
+            &turns,
+            &menu_at,
+            Input::Menu {
+                digits: Some("2".into()),
+            },
+        )
+        .unwrap();
         let dial = the_dial(&out.response);
         firsts.push(numbers(dial)[0].to_owned());
         // Nobody answers the first: the other one rings next.
         let at = resume_of(dial.action.as_deref().unwrap());
-        let next = engine::resume(&call, &links(), &turns, &at, Input::DialEnded { answered: false }).unwrap();
+        let next = engine::resume(
+            &call,
+            &links(),
+            &turns,
+            &at,
+            Input::DialEnded { answered: false },
+        )
+        .unwrap();
         assert_ne!(numbers(the_dial(&next.response))[0], firsts.last().unwrap());
     }
-    assert_eq!(firsts, ["+14045550111", "+14045550112", "+14045550111", "+14045550112"]);
+    assert_eq!(
+        firsts,
+        [
+            "+14045550111",
+            "+14045550112",
+            "+14045550111",
+            "+14045550112"
+        ]
+    );
 }
 
 #[test]
 fn a_callback_for_a_step_that_changed_kind_is_an_error_not_a_panic() {
     let company = acme();
     let flow = &company.flows["main"];
-    let call = Call { company: &company, flow, tracking_number: "+14045550100", now: monday(10, 0) };
-    let at = Resume { company: "acme-plumbing".into(), flow: "main".into(), step: "ring".into(), ..Default::default() };
-    assert!(engine::resume(&call, &links(), &Counter::default(), &at, Input::Menu { digits: None }).is_err());
-    let gone = Resume { step: "nope".into(), ..at };
-    assert!(engine::resume(&call, &links(), &Counter::default(), &gone, Input::VoicemailEnded).is_err());
+    let call = Call {
+        company: &company,
+        flow,
+        tracking_number: "+14045550100",
+        now: monday(10, 0),
+    };
+    let at = Resume {
+        company: "acme-plumbing".into(),
+        flow: "main".into(),
+        step: "ring".into(),
+        ..Default::default()
+    };
+    assert!(
+        engine::resume(
+            &call,
+            &links(),
+            &Counter::default(),
+            &at,
+            Input::Menu { digits: None }
+        )
+        .is_err()
+    );
+    let gone = Resume {
+        step: "nope".into(),
+        ..at
+    };
+    assert!(
+        engine::resume(
+            &call,
+            &links(),
+            &Counter::default(),
+            &gone,
+            Input::VoicemailEnded
+        )
+        .is_err()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -212,16 +364,26 @@ fn build(kinds: &[Kind], picks: &[usize]) -> Flow {
         let x = pick();
         (x != 0).then_some(x)
     };
-    let destinations: Vec<PhoneNumber> =
-        ["+14045550111", "+14045550112", "+14045550113"].iter().map(|s| PhoneNumber::parse(s).unwrap()).collect();
+    let destinations: Vec<PhoneNumber> = ["+14045550111", "+14045550112", "+14045550113"]
+        .iter()
+        .map(|s| PhoneNumber::parse(s).unwrap())
+        .collect();
     let steps = kinds
         .iter()
         .enumerate()
         .map(|(i, k)| {
             let action = match k {
-                Kind::Greeting => Action::Greeting { message: Message::Say(format!("g{i}")), next: maybe(&mut pick) },
-                Kind::Notice => Action::RecordingNotice { text: "notice".into(), next: maybe(&mut pick) },
-                Kind::Record => Action::Record { next: maybe(&mut pick) },
+                Kind::Greeting => Action::Greeting {
+                    message: Message::Say(format!("g{i}")),
+                    next: maybe(&mut pick),
+                },
+                Kind::Notice => Action::RecordingNotice {
+                    text: "notice".into(),
+                    next: maybe(&mut pick),
+                },
+                Kind::Record => Action::Record {
+                    next: maybe(&mut pick),
+                },
                 Kind::Menu => Action::Menu(Menu {
                     prompt: Message::Say("menu".into()),
                     options: BTreeMap::from([("1".to_owned(), pick()), ("2".to_owned(), pick())]),
@@ -231,26 +393,42 @@ fn build(kinds: &[Kind], picks: &[usize]) -> Flow {
                     invalid_message: "invalid".into(),
                 }),
                 Kind::Schedule => Action::Schedule(dialtone_core::flow::Schedule {
-                    hours: vec![dialtone_core::schedule::WeeklyHours::parse("mon-fri 09:00-17:00").unwrap()],
+                    hours: vec![
+                        dialtone_core::schedule::WeeklyHours::parse("mon-fri 09:00-17:00").unwrap(),
+                    ],
                     holidays: Default::default(),
                     open: pick(),
                     closed: pick(),
                 }),
                 Kind::Dial(s) => Action::Dial(DialStep {
-                    strategy: [DialStrategy::Simulcall, DialStrategy::Sequential, DialStrategy::RoundRobin][*s as usize],
+                    strategy: [
+                        DialStrategy::Simulcall,
+                        DialStrategy::Sequential,
+                        DialStrategy::RoundRobin,
+                    ][*s as usize],
                     destinations: destinations.clone(),
                     ring_timeout_s: 20,
                     whisper: Some("w".into()),
                     caller_id: CallerId::TrackingNumber,
                     next: maybe(&mut pick),
                 }),
-                Kind::Voicemail => Action::Voicemail { prompt: Message::Say("vm".into()), max_length_s: 60 },
+                Kind::Voicemail => Action::Voicemail {
+                    prompt: Message::Say("vm".into()),
+                    max_length_s: 60,
+                },
                 Kind::Hangup => Action::Hangup { message: None },
             };
-            Step { id: format!("s{i}"), action }
+            Step {
+                id: format!("s{i}"),
+                action,
+            }
         })
         .collect();
-    Flow { name: "f".into(), start: 0, steps }
+    Flow {
+        name: "f".into(),
+        start: 0,
+        steps,
+    }
 }
 
 /// The URL the carrier would call next, and what it would report, or `None` when the call ends.

@@ -166,3 +166,29 @@ pub struct Reject {
     /// "rejected" (default) or "busy".
     pub reason: Option<String>,
 }
+
+/// Wire names of the small enums, in both directions.
+macro_rules! wire_names {
+    ($ty:ty { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+
+            /// Reads the wire name (case-sensitive, as the carrier writes it).
+            pub fn from_wire(s: &str) -> Option<Self> {
+                match s { $($name => Some(Self::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+wire_names!(Method { Get => "GET", Post => "POST" });
+wire_names!(DialRecord {
+    DoNotRecord => "do-not-record",
+    RecordFromAnswer => "record-from-answer",
+    RecordFromRinging => "record-from-ringing",
+    RecordFromAnswerDual => "record-from-answer-dual",
+    RecordFromRingingDual => "record-from-ringing-dual",
+});
+wire_names!(CallEvent { Initiated => "initiated", Ringing => "ringing", Answered => "answered", Completed => "completed" });

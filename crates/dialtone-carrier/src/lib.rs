@@ -1,0 +1,1 @@
+//! dialtone carrier.

@@ -1,0 +1,190 @@
+//! Load generator for the inbound-call webhook: every request is a distinct call (its own CallSid)
+//! signed as the carrier would sign it, so the server does all of its real work each time.
+//!
+//! Closed loop (`--connections C`): C requests in flight, as fast as the server answers.
+//! Open loop (`--rate R`): R requests per second on a fixed schedule; latency is measured from
+//! when each request was due, so a slow server cannot hide its queueing (latency correction).
+//!
+//! Prints one JSON object: requests, errors, seconds, rps, p50/p90/p99/max latency in ms.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+struct Args {
+    url: String,
+    token: String,
+    account_sid: String,
+    to: String,
+    connections: usize,
+    rate: Option<f64>,
+    seconds: f64,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        url: "http://127.0.0.1:8080/twilio/voice".into(),
+        token: "demo-auth-token".into(),
+        account_sid: "AC00000000000000000000000000000001".into(),
+        to: "+14045550100".into(),
+        connections: 64,
+        rate: None,
+        seconds: 10.0,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.chunks(2) {
+        let v = pair.get(1).cloned().unwrap_or_default();
+        match pair[0].as_str() {
+            "--url" => a.url = v,
+            "--token" => a.token = v,
+            "--account-sid" => a.account_sid = v,
+            "--to" => a.to = v,
+            "--connections" => a.connections = v.parse().expect("--connections N"),
+            "--rate" => a.rate = Some(v.parse().expect("--rate R")),
+            "--seconds" => a.seconds = v.parse().expect("--seconds S"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+/// A carrier-like inbound-call body (about 400 bytes) and its signature.
+fn signed_request(a: &Args, i: usize) -> (String, String) {
+    let sid = format!("CA{:032x}", 0xbe00_0000_0000_0000_u128 + i as u128);
+    let params: Vec<(String, String)> = [
+        ("AccountSid", a.account_sid.as_str()),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", sid.as_str()),
+        ("CallStatus", "ringing"),
+        ("Called", a.to.as_str()),
+        ("CalledCity", "ATLANTA"),
+        ("CalledCountry", "US"),
+        ("CalledState", "GA"),
+        ("Caller", "+17705550123"),
+        ("CallerCity", "MARIETTA"),
+        ("CallerCountry", "US"),
+        ("CallerState", "GA"),
+        ("Direction", "inbound"),
+        ("From", "+17705550123"),
+        ("FromCity", "MARIETTA"),
+        ("FromCountry", "US"),
+        ("FromState", "GA"),
+        ("To", a.to.as_str()),
+        ("ToCity", "ATLANTA"),
+        ("ToCountry", "US"),
+        ("ToState", "GA"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signature = dialtone_twiml::compute_signature(&a.token, &a.url, &params);
+    (dialtone_twiml::encode(&params), signature)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let expected = match args.rate {
+        Some(r) => (r * args.seconds) as usize + 1,
+        None => 400_000,
+    };
+    let requests: Arc<Vec<(String, String)>> =
+        Arc::new((0..expected).map(|i| signed_request(&args, i)).collect());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("http client");
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.seconds);
+    let url = Arc::new(args.url.clone());
+
+    let send = {
+        let (client, url, errors) = (client.clone(), url.clone(), errors.clone());
+        move |req: (String, String)| {
+            let (client, url, errors) = (client.clone(), url.clone(), errors.clone());
+            async move {
+                let res = client
+                    .post(url.as_str())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-twilio-signature", req.1)
+                    .body(req.0)
+                    .send()
+                    .await;
+                let ok = match res {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                };
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+
+    let mut latencies: Vec<u64> = Vec::new();
+    match args.rate {
+        None => {
+            let mut tasks = Vec::new();
+            for _ in 0..args.connections {
+                let (requests, next, send) = (requests.clone(), next.clone(), send.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    while Instant::now() < deadline {
+                        let i = next.fetch_add(1, Ordering::Relaxed) % requests.len();
+                        let t = Instant::now();
+                        send(requests[i].clone()).await;
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    lat
+                }));
+            }
+            for t in tasks {
+                latencies.extend(t.await.unwrap_or_default());
+            }
+        }
+        Some(rate) => {
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let mut tasks = Vec::with_capacity(expected);
+            for (i, req) in requests.iter().enumerate() {
+                let due = started + interval.mul_f64(i as f64);
+                if due >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                let (req, send) = (req.clone(), send.clone());
+                tasks.push(tokio::spawn(async move {
+                    send(req).await;
+                    // From when it was due, not when it was sent.
+                    due.elapsed().as_micros() as u64
+                }));
+            }
+            for t in tasks {
+                if let Ok(l) = t.await {
+                    latencies.push(l);
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let idx = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[idx] as f64 / 1000.0
+    };
+    println!(
+        "{{\"requests\":{},\"errors\":{},\"seconds\":{:.3},\"rps\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3}}}",
+        latencies.len(),
+        errors.load(Ordering::Relaxed),
+        elapsed,
+        latencies.len() as f64 / elapsed,
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(1.0)
+    );
+}

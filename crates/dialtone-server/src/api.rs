@@ -1,0 +1,222 @@
+//! The REST API (`/api/v1`), `/healthz` and `/metrics`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use dialtone_core::event::Outcome;
+use dialtone_store::{ApiKey, CallQuery};
+use serde_json::json;
+
+use crate::AppState;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/calls", get(list_calls))
+        .route("/api/v1/calls/{id}", get(get_call))
+        .route("/api/v1/config/reload", post(reload))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+}
+
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        res
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "API request failed");
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the server log".into(),
+    )
+}
+
+/// `Authorization: Bearer KEY`, checked against the stored key hashes.
+pub struct Auth(ApiKey);
+
+impl FromRequestParts<Arc<AppState>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| ApiError(StatusCode::UNAUTHORIZED, m.to_owned());
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing Authorization: Bearer <API key>"))?;
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| unauthorized("Authorization must be `Bearer <API key>`"))?;
+        match state.store.api_key(key).await.map_err(internal)? {
+            Some(k) => Ok(Auth(k)),
+            None => Err(unauthorized("unknown API key")),
+        }
+    }
+}
+
+fn date(params: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+    params
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            // A full timestamp is accepted for its date.
+            NaiveDate::parse_from_str(v.get(..10).unwrap_or(v), "%Y-%m-%d").map_err(|_| {
+                bad(format!(
+                    "`{name}` must be a date like 2026-11-23, not `{v}`"
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn number(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(bad(format!(
+                "`{name}` must be a whole number from 1 to {max}, not `{v}`"
+            ))),
+        },
+    }
+}
+
+async fn list_calls(
+    State(state): State<Arc<AppState>>,
+    Auth(key): Auth,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let outcome = params.get("outcome").filter(|v| !v.is_empty()).cloned();
+    if let Some(o) = &outcome {
+        if Outcome::parse(o).is_none() {
+            return Err(bad(format!(
+                "`outcome` must be one of in_progress, answered, voicemail, missed, failed, not `{o}`"
+            )));
+        }
+    }
+    let query = CallQuery {
+        account: key.account,
+        company: params.get("company").filter(|v| !v.is_empty()).cloned(),
+        tracker: params.get("tracker").filter(|v| !v.is_empty()).cloned(),
+        outcome,
+        start_date: date(&params, "start_date")?,
+        end_date: date(&params, "end_date")?,
+        page: number(&params, "page", 1, u32::MAX)?,
+        per_page: number(&params, "per_page", 100, 250)?,
+    };
+    if let (Some(s), Some(e)) = (query.start_date, query.end_date) {
+        if e < s {
+            return Err(bad("`end_date` is before `start_date`"));
+        }
+    }
+    let page = state.store.calls(query).await.map_err(internal)?;
+    Ok(Json(page).into_response())
+}
+
+async fn get_call(
+    State(state): State<Arc<AppState>>,
+    Auth(key): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state
+        .store
+        .call(&key.account, &id)
+        .await
+        .map_err(internal)?
+    {
+        Some(call) => Ok(Json(call).into_response()),
+        // Another account's call is as absent as one that never existed.
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no call `{id}`"))),
+    }
+}
+
+async fn reload(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Result<Response, ApiError> {
+    if !key.admin {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "reloading the configuration needs an admin API key".into(),
+        ));
+    }
+    match state.reload() {
+        Ok(summary) => Ok(Json(json!({ "status": "reloaded", "companies": summary.companies, "tracking_numbers": summary.tracking_numbers })).into_response()),
+        Err(errors) => {
+            tracing::warn!(%errors, "configuration reload refused; the running configuration stays");
+            let lines: Vec<String> = errors.to_string().lines().map(str::to_owned).collect();
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": "configuration refused; the running configuration stays", "errors": lines })),
+            )
+                .into_response())
+        }
+    }
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let config = state.config.load();
+    let writer = state.store.stats();
+    let status = if writer.spooled > 0 { "degraded" } else { "ok" };
+    Json(json!({
+        "status": status,
+        "companies": config.companies.len(),
+        "tracking_numbers": config.tracking_numbers(),
+        "call_log": writer,
+    }))
+    .into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let Some(handle) = &state.metrics else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are not enabled in this process\n",
+        )
+            .into_response();
+    };
+    let w = state.store.stats();
+    metrics::gauge!("dialtone_call_log_events_written").set(w.events as f64);
+    metrics::gauge!("dialtone_call_log_commits").set(w.commits as f64);
+    metrics::gauge!("dialtone_call_log_failed_commits").set(w.failed_commits as f64);
+    metrics::gauge!("dialtone_call_log_spooled_events").set(w.spooled as f64);
+    let config = state.config.load();
+    metrics::gauge!("dialtone_tracking_numbers").set(config.tracking_numbers() as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,153 @@
+//! dialtone's HTTP edge: carrier webhooks, the REST API, `/metrics` and `/healthz`.
+//!
+//! The state every handler shares is [`AppState`]: an atomically swapped configuration snapshot
+//! (so reloads never block a call), the store, a clock (so replay can drive time), and the
+//! callback URL builder.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use dialtone_core::config::{self, Config, ConfigErrors};
+use dialtone_core::engine::Turns;
+use dialtone_core::links::Links;
+use dialtone_store::Store;
+
+mod api;
+mod carrier;
+pub mod telemetry;
+
+/// Where time comes from: the system clock when serving, a virtual one in replay.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The system clock shifted so that it read `start` when the process began.
+pub struct OffsetClock {
+    offset: chrono::TimeDelta,
+}
+
+impl OffsetClock {
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Self {
+            offset: start - Utc::now(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+}
+
+/// Where the configuration is read from, again on every reload.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// Text compiled into the binary (the demo configuration).
+    Builtin {
+        name: &'static str,
+        text: &'static str,
+    },
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        let env = |name: &str| std::env::var(name).ok();
+        match self {
+            ConfigSource::File(path) => {
+                let name = path.display().to_string();
+                match std::fs::read_to_string(path) {
+                    Ok(text) => config::load(&name, &text, &env),
+                    Err(e) => Err(ConfigErrors {
+                        file: name,
+                        errors: vec![config::ConfigError {
+                            line: None,
+                            column: None,
+                            message: format!("cannot read: {e}"),
+                        }],
+                    }),
+                }
+            }
+            ConfigSource::Builtin { name, text } => config::load(name, text, &env),
+        }
+    }
+}
+
+/// Round-robin counters: in memory for the hot path, persisted through the call log's batches.
+#[derive(Default)]
+pub struct RoundRobin(Mutex<HashMap<String, u64>>);
+
+impl RoundRobin {
+    pub fn new(turns: HashMap<String, u64>) -> Self {
+        Self(Mutex::new(turns))
+    }
+}
+
+impl Turns for RoundRobin {
+    fn take_turn(&self, key: &str) -> u64 {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counter = map.entry(key.to_owned()).or_default();
+        let turn = *counter;
+        *counter += 1;
+        turn
+    }
+}
+
+pub struct AppState {
+    pub config: ArcSwap<Config>,
+    pub config_source: ConfigSource,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub links: Links,
+    pub turns: RoundRobin,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ReloadSummary {
+    pub companies: usize,
+    pub tracking_numbers: usize,
+}
+
+impl AppState {
+    /// Reads the configuration again; a configuration with errors is refused and the running one
+    /// stays.
+    pub fn reload(&self) -> Result<ReloadSummary, ConfigErrors> {
+        let config = self.config_source.load()?;
+        let summary = ReloadSummary {
+            companies: config.companies.len(),
+            tracking_numbers: config.tracking_numbers(),
+        };
+        self.config.store(Arc::new(config));
+        tracing::info!(
+            companies = summary.companies,
+            tracking_numbers = summary.tracking_numbers,
+            "configuration reloaded"
+        );
+        Ok(summary)
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(carrier::routes())
+        .merge(api::routes())
+        .with_state(state)
+}

@@ -1,0 +1,46 @@
+//! Prometheus metrics. Labels never carry phone numbers: they would leak personal data into
+//! monitoring and explode cardinality.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const WEBHOOK_SECONDS: &str = "dialtone_webhook_duration_seconds";
+pub const WEBHOOK_REQUESTS: &str = "dialtone_webhook_requests_total";
+pub const LEGS: &str = "dialtone_legs_total";
+pub const CALLS_RECEIVED: &str = "dialtone_calls_received_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle (`None` if another recorder
+/// was installed first, e.g. by an embedding program).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .ok()?;
+            let handle = builder.install_recorder().ok()?;
+            metrics::describe_histogram!(
+                WEBHOOK_SECONDS,
+                metrics::Unit::Seconds,
+                "Time to answer a carrier webhook, durable logging included."
+            );
+            metrics::describe_counter!(
+                WEBHOOK_REQUESTS,
+                "Carrier webhook requests by endpoint and result."
+            );
+            metrics::describe_counter!(
+                LEGS,
+                "Outbound legs that ended, by the carrier's final status."
+            );
+            metrics::describe_counter!(CALLS_RECEIVED, "Inbound calls received, by routing.");
+            metrics::describe_counter!("dialtone_calls_total", "Calls that ended, by outcome.");
+            Some(handle)
+        })
+        .clone()
+}

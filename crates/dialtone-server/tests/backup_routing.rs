@@ -1,0 +1,156 @@
+//! When the call log fails or stalls, callers still get through: backup routing to the company's
+//! primary number, never a 5xx to the carrier.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::http::Request;
+use chrono::{DateTime, Utc};
+use dialtone_core::{config, demo, links::Links};
+use dialtone_server::{AppState, ConfigSource, RoundRobin, SystemClock};
+use dialtone_store::{
+    ApiKey, Batch, CallPage, CallQuery, CallRecord, Store, StoreError, WriterStats,
+};
+use tower::ServiceExt;
+
+#[derive(Clone, Copy)]
+enum Trouble {
+    Fails,
+    Hangs,
+}
+
+struct BrokenStore {
+    trouble: Trouble,
+    appends: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for BrokenStore {
+    async fn append(&self, _: Batch) -> Result<(), StoreError> {
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        match self.trouble {
+            Trouble::Fails => Err(StoreError::Invalid("disk full".into())),
+            Trouble::Hangs => std::future::pending().await,
+        }
+    }
+    async fn calls(&self, _: CallQuery) -> Result<CallPage, StoreError> {
+        Err(StoreError::WriterGone)
+    }
+    async fn call(&self, _: &str, _: &str) -> Result<Option<CallRecord>, StoreError> {
+        Err(StoreError::WriterGone)
+    }
+    async fn api_key(&self, _: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(None)
+    }
+    async fn create_api_key(
+        &self,
+        _: &str,
+        _: &str,
+        _: bool,
+        _: &str,
+        _: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn has_accounts(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    async fn round_robin_turns(&self) -> Result<HashMap<String, u64>, StoreError> {
+        Ok(HashMap::new())
+    }
+    fn stats(&self) -> WriterStats {
+        WriterStats::default()
+    }
+}
+
+const PUBLIC: &str = "https://dt.example";
+
+fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>) {
+    let store = Arc::new(BrokenStore {
+        trouble,
+        appends: AtomicUsize::new(0),
+    });
+    let state = Arc::new(AppState {
+        config: ArcSwap::from_pointee(config::load("demo", demo::CONFIG, &|_: &str| None).unwrap()),
+        config_source: ConfigSource::Builtin {
+            name: demo::CONFIG_NAME,
+            text: demo::CONFIG,
+        },
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        links: Links::new(PUBLIC),
+        turns: RoundRobin::default(),
+        metrics: None,
+    });
+    (dialtone_server::router(state), store)
+}
+
+fn inbound_request() -> Request<Body> {
+    let params: Vec<(String, String)> = [
+        ("AccountSid", demo::ACCOUNT_SID),
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+17705550123"),
+        ("To", "+14045550100"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signature = dialtone_twiml::compute_signature(
+        demo::AUTH_TOKEN,
+        &format!("{PUBLIC}/twilio/voice"),
+        &params,
+    );
+    Request::post("/twilio/voice")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(Body::from(dialtone_twiml::encode(&params)))
+        .unwrap()
+}
+
+async fn answer(router: axum::Router) -> (u16, dialtone_twiml::Response) {
+    let res = router.oneshot(inbound_request()).await.unwrap();
+    let status = res.status().as_u16();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        dialtone_twiml::parse(std::str::from_utf8(&body).unwrap()).expect("TwiML"),
+    )
+}
+
+fn dials_only_the_primary(doc: &dialtone_twiml::Response) -> bool {
+    let [dialtone_twiml::Verb::Dial(dial)] = doc.verbs.as_slice() else {
+        return false;
+    };
+    matches!(dial.targets.as_slice(), [dialtone_twiml::DialTarget::Number(n)] if n.number == "+14045550111")
+}
+
+#[tokio::test]
+async fn a_failing_call_log_gives_backup_routing() {
+    let (router, store) = app(Trouble::Fails);
+    let (status, doc) = answer(router).await;
+    assert_eq!(status, 200);
+    assert!(dials_only_the_primary(&doc), "{doc:?}");
+    // The normal event was tried first; the backup event is attempted in the background.
+    assert!(store.appends.load(Ordering::Relaxed) >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_call_log_gives_backup_routing_within_the_budget() {
+    let (router, _) = app(Trouble::Hangs);
+    let started = tokio::time::Instant::now();
+    let (status, doc) = answer(router).await;
+    assert_eq!(status, 200);
+    assert!(dials_only_the_primary(&doc), "{doc:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(3) && waited < std::time::Duration::from_secs(4),
+        "{waited:?}"
+    );
+}

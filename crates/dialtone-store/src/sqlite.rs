@@ -1,0 +1,610 @@
+//! The SQLite backend: one writer thread that group-commits, and a few reader connections.
+//!
+//! WAL mode with `synchronous = FULL`: a commit is on disk when it returns, and readers never
+//! wait for the writer. Every append waits for the commit of the batch it landed in, so many
+//! concurrent requests share one fsync.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dialtone_core::event::{EventBody, Outcome};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::oneshot;
+
+use crate::{
+    ApiKey, Batch, CallPage, CallQuery, CallRecord, LegRecord, Store, StoreError, TimelineEntry,
+    WriterStats, hash_key, timestamp,
+};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_call_log.sql")];
+/// Appends taken into one transaction at most.
+const MAX_BATCH: usize = 1024;
+const READERS: usize = 3;
+
+struct Append {
+    batch: Batch,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    events: AtomicU64,
+    commits: AtomicU64,
+    failed_commits: AtomicU64,
+    spooled: AtomicU64,
+}
+
+pub struct SqliteStore {
+    writer: flume::Sender<Append>,
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: AtomicU64,
+    counters: Arc<Counters>,
+}
+
+fn connect(path: &str) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+        tracing::info!(migration = i + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    pub fn open(path: &str) -> Result<Self, StoreError> {
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            if !dir.exists() {
+                return Err(StoreError::Invalid(format!(
+                    "directory {} does not exist",
+                    dir.display()
+                )));
+            }
+        }
+        let mut conn = connect(path)?;
+        migrate(&mut conn)?;
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(|c| Arc::new(Mutex::new(c))))
+            .collect::<Result<_, _>>()?;
+        let (tx, rx) = flume::bounded::<Append>(65_536);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        std::thread::Builder::new()
+            .name("dialtone-sqlite-writer".into())
+            .spawn(move || write_loop(conn, rx, &thread_counters))
+            .map_err(|e| StoreError::Invalid(format!("cannot start the database writer: {e}")))?;
+        Ok(Self {
+            writer: tx,
+            readers,
+            next_reader: AtomicU64::new(0),
+            counters,
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) as usize % self.readers.len();
+        let conn = self.readers[i].clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn
+                .lock()
+                .map_err(|_| StoreError::Invalid("a reader connection panicked".into()))?;
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("reader task failed: {e}")))?
+    }
+}
+
+/// Takes whatever appends are waiting, writes them in one transaction, acknowledges them all.
+/// Each append runs in its own savepoint so one bad append cannot fail its neighbours. A failed
+/// commit (disk full, I/O error) keeps the events in a spool that is retried before new work.
+fn write_loop(mut conn: Connection, rx: flume::Receiver<Append>, counters: &Counters) {
+    let mut spool: Vec<Batch> = Vec::new();
+    loop {
+        let first = if spool.is_empty() {
+            match rx.recv() {
+                Ok(a) => Some(a),
+                Err(_) => return,
+            }
+        } else {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(a) => Some(a),
+                Err(flume::RecvTimeoutError::Timeout) => None,
+                Err(flume::RecvTimeoutError::Disconnected) => None,
+            }
+        };
+        let mut work: Vec<Append> = first.into_iter().collect();
+        while work.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(a) => work.push(a),
+                Err(_) => break,
+            }
+        }
+        let retry = std::mem::take(&mut spool);
+        match commit(&mut conn, &retry, &mut work) {
+            Ok(results) => {
+                let events: usize = retry.iter().map(|b| b.events.len()).sum::<usize>()
+                    + work.iter().map(|a| a.batch.events.len()).sum::<usize>();
+                counters.events.fetch_add(events as u64, Ordering::Relaxed);
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters.spooled.store(0, Ordering::Relaxed);
+                if !retry.is_empty() {
+                    tracing::info!(
+                        batches = retry.len(),
+                        "spooled events written after an earlier failure"
+                    );
+                }
+                for (a, r) in work.into_iter().zip(results) {
+                    let _ = a.done.send(r);
+                }
+            }
+            Err(e) => {
+                counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "call log commit failed; events kept in memory to retry");
+                spool = retry;
+                for a in work {
+                    let _ = a
+                        .done
+                        .send(Err(StoreError::Invalid(format!("commit failed: {e}"))));
+                    spool.push(a.batch);
+                }
+                let spooled: usize = spool.iter().map(|b| b.events.len()).sum();
+                counters.spooled.store(spooled as u64, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        if rx.is_disconnected() && rx.is_empty() && spool.is_empty() {
+            return;
+        }
+    }
+}
+
+fn commit(
+    conn: &mut Connection,
+    retry: &[Batch],
+    work: &mut [Append],
+) -> Result<Vec<Result<(), StoreError>>, rusqlite::Error> {
+    let mut tx = conn.transaction()?;
+    for b in retry {
+        if let Err(e) = apply_in_savepoint(&mut tx, b) {
+            tracing::error!(error = %e, "dropping a spooled batch the database refuses");
+        }
+    }
+    let results = work
+        .iter()
+        .map(|a| apply_in_savepoint(&mut tx, &a.batch).map_err(StoreError::from))
+        .collect();
+    tx.commit()?;
+    Ok(results)
+}
+
+fn apply_in_savepoint(tx: &mut Transaction, batch: &Batch) -> Result<(), rusqlite::Error> {
+    let sp = tx.savepoint()?;
+    apply(&sp, batch)?;
+    sp.commit()
+}
+
+fn apply(conn: &Connection, batch: &Batch) -> Result<(), rusqlite::Error> {
+    let mut insert = conn
+        .prepare_cached("INSERT INTO events (call_sid, at, kind, body) VALUES (?1, ?2, ?3, ?4)")?;
+    for e in &batch.events {
+        let body = serde_json::to_string(&e.body)
+            .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
+        let at = timestamp(e.at);
+        insert.execute(params![e.call_sid, at, kind_of(&e.body), body])?;
+        project(conn, &e.call_sid, &at, &e.body)?;
+    }
+    let mut turn = conn.prepare_cached(
+        "INSERT INTO round_robin (key, turns) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET turns = max(turns, excluded.turns)",
+    )?;
+    for (key, turns) in &batch.turns {
+        turn.execute(params![key, *turns as i64])?;
+    }
+    Ok(())
+}
+
+fn kind_of(body: &EventBody) -> &'static str {
+    match body {
+        EventBody::CallReceived(_) => "call_received",
+        EventBody::FlowAnswered(_) => "flow_answered",
+        EventBody::Leg(_) => "leg",
+        EventBody::DialEnded(_) => "dial_ended",
+        EventBody::Recording(_) => "recording",
+        EventBody::CallStatus(_) => "call_status",
+    }
+}
+
+/// Keeps `calls` and `legs` in step with one event.
+fn project(
+    conn: &Connection,
+    sid: &str,
+    at: &str,
+    body: &EventBody,
+) -> Result<(), rusqlite::Error> {
+    match body {
+        EventBody::CallReceived(c) => {
+            let a = &c.answer;
+            // A carrier retry of the same webhook is logged as an event but does not restart the call.
+            conn.prepare_cached(
+                "INSERT INTO calls (sid, account, company, tracker, tracker_kind, carrier_account_sid, tracking_number,
+                    caller, caller_name, forwarded_from, flow, path, routing, routing_reason, started_at, first_answer_at,
+                    outcome, notice_played)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'in_progress', ?17)
+                 ON CONFLICT (sid) DO NOTHING",
+            )?
+            .execute(params![
+                sid,
+                c.account,
+                c.company,
+                c.tracker,
+                c.tracker_kind,
+                c.carrier_account_sid,
+                c.tracking_number,
+                c.caller,
+                c.caller_name,
+                c.forwarded_from,
+                c.flow,
+                serde_json::to_string(&a.path).unwrap_or_else(|_| "[]".into()),
+                a.routing.map(|r| r.as_str()).unwrap_or("normal"),
+                a.reason,
+                at,
+                a.answered_at.map(timestamp),
+                a.notice_played,
+            ])?;
+        }
+        EventBody::FlowAnswered(f) => {
+            let path: Option<String> = conn
+                .prepare_cached("SELECT path FROM calls WHERE sid = ?1")?
+                .query_row([sid], |r| r.get(0))
+                .optional()?;
+            let mut steps: Vec<String> = path
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or_default();
+            steps.extend(f.answer.path.iter().cloned());
+            conn.prepare_cached(
+                "UPDATE calls SET path = ?2, notice_played = notice_played OR ?3,
+                    routing = CASE WHEN ?4 = 'backup' THEN 'backup' ELSE routing END,
+                    routing_reason = coalesce(?5, routing_reason)
+                 WHERE sid = ?1",
+            )?
+            .execute(params![
+                sid,
+                serde_json::to_string(&steps).unwrap_or_else(|_| "[]".into()),
+                f.answer.notice_played,
+                f.answer.routing.map(|r| r.as_str()),
+                f.answer.reason,
+            ])?;
+        }
+        EventBody::Leg(l) => {
+            let column = match l.event.as_deref().unwrap_or(l.status.as_str()) {
+                "initiated" | "queued" => "initiated_at",
+                "ringing" => "ringing_at",
+                "answered" | "in-progress" => "answered_at",
+                _ => "completed_at",
+            };
+            let sql = format!(
+                "INSERT INTO legs (sid, call_sid, to_number, status, {column}, duration_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (sid) DO UPDATE SET status = excluded.status, {column} = coalesce({column}, excluded.{column}),
+                    duration_s = coalesce(excluded.duration_s, duration_s)"
+            );
+            conn.prepare_cached(&sql)?.execute(params![
+                l.leg_sid,
+                sid,
+                l.to,
+                l.status,
+                at,
+                l.duration_s
+            ])?;
+            if column == "answered_at" {
+                conn.prepare_cached("UPDATE calls SET answered = 1, answered_by = coalesce(answered_by, ?2) WHERE sid = ?1")?
+                    .execute(params![sid, l.to])?;
+                refresh_outcome(conn, sid)?;
+            }
+        }
+        EventBody::DialEnded(d) => {
+            if matches!(d.status.as_str(), "completed" | "answered") {
+                let answered_by: Option<String> = match &d.dial_call_sid {
+                    Some(leg) => conn
+                        .prepare_cached("SELECT to_number FROM legs WHERE sid = ?1")?
+                        .query_row([leg], |r| r.get(0))
+                        .optional()?,
+                    None => None,
+                };
+                conn.prepare_cached("UPDATE calls SET answered = 1, answered_by = coalesce(answered_by, ?2) WHERE sid = ?1")?
+                    .execute(params![sid, answered_by])?;
+                refresh_outcome(conn, sid)?;
+            }
+        }
+        EventBody::Recording(r) => {
+            let usable = r.status == "completed" && r.duration_s.is_none_or(|d| d > 0);
+            if r.voicemail && usable {
+                conn.prepare_cached(
+                    "UPDATE calls SET voicemail = 1, voicemail_url = ?2, voicemail_duration_s = coalesce(?3, voicemail_duration_s)
+                     WHERE sid = ?1",
+                )?
+                .execute(params![sid, r.url, r.duration_s])?;
+                refresh_outcome(conn, sid)?;
+            } else if usable {
+                conn.prepare_cached(
+                    "UPDATE calls SET recording_url = ?2, recording_duration_s = coalesce(?3, recording_duration_s) WHERE sid = ?1",
+                )?
+                .execute(params![sid, r.url, r.duration_s])?;
+            }
+        }
+        EventBody::CallStatus(s) => {
+            let ended = matches!(
+                s.status.as_str(),
+                "completed" | "busy" | "failed" | "no-answer" | "canceled"
+            );
+            conn.prepare_cached(
+                "UPDATE calls SET status = ?2, duration_s = coalesce(?3, duration_s),
+                    ended_at = CASE WHEN ?4 THEN coalesce(ended_at, ?5) ELSE ended_at END
+                 WHERE sid = ?1",
+            )?
+            .execute(params![sid, s.status, s.duration_s, ended, at])?;
+            refresh_outcome(conn, sid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Outcome is derived in one place (`Outcome::at_end`) from what the call row knows so far, so
+/// callbacks may arrive in any order (a voicemail's recording often comes after the call ended).
+fn refresh_outcome(conn: &Connection, sid: &str) -> Result<(), rusqlite::Error> {
+    let row: Option<(Option<String>, Option<String>, bool, bool)> = conn
+        .prepare_cached("SELECT status, ended_at, answered, voicemail FROM calls WHERE sid = ?1")?
+        .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let Some((status, ended_at, answered, voicemail)) = row else {
+        return Ok(());
+    };
+    let outcome = match (ended_at, status) {
+        (Some(_), Some(status)) => Outcome::at_end(&status, answered, voicemail),
+        _ if answered => Outcome::Answered,
+        _ => Outcome::InProgress,
+    };
+    conn.prepare_cached("UPDATE calls SET outcome = ?2 WHERE sid = ?1")?
+        .execute(params![sid, outcome.as_str()])?;
+    Ok(())
+}
+
+const CALL_COLUMNS: &str = "sid, answered, duration_s, started_at, ended_at, tracking_number, answered_by, caller,
+    caller_name, forwarded_from, company, tracker, tracker_kind, voicemail, voicemail_url, recording_url,
+    recording_duration_s, notice_played, outcome, status, routing, routing_reason, flow, path";
+
+fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<CallRecord> {
+    let path: String = r.get(23)?;
+    Ok(CallRecord {
+        id: r.get(0)?,
+        answered: r.get(1)?,
+        direction: "inbound",
+        duration: r.get(2)?,
+        start_time: r.get(3)?,
+        end_time: r.get(4)?,
+        tracking_phone_number: r.get(5)?,
+        business_phone_number: r.get(6)?,
+        customer_phone_number: r.get(7)?,
+        customer_name: r.get(8)?,
+        forwarded_from: r.get(9)?,
+        company_id: r.get(10)?,
+        source: r.get(11)?,
+        source_type: r.get(12)?,
+        keywords: None,
+        voicemail: r.get(13)?,
+        voicemail_recording: r.get(14)?,
+        recording: r.get(15)?,
+        recording_duration: r.get(16)?,
+        recording_notice_played: r.get(17)?,
+        outcome: r.get(18)?,
+        status: r.get(19)?,
+        routing: r.get(20)?,
+        routing_reason: r.get(21)?,
+        flow: r.get(22)?,
+        flow_path: serde_json::from_str(&path).unwrap_or_default(),
+        legs: Vec::new(),
+        timeline: None,
+    })
+}
+
+fn legs_of(conn: &Connection, sid: &str) -> Result<Vec<LegRecord>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT sid, to_number, status, initiated_at, ringing_at, answered_at, completed_at, duration_s
+         FROM legs WHERE call_sid = ?1 ORDER BY coalesce(initiated_at, ringing_at, answered_at, completed_at), sid",
+    )?;
+    let rows = stmt.query_map([sid], |r| {
+        Ok(LegRecord {
+            sid: r.get(0)?,
+            to: r.get(1)?,
+            status: r.get(2)?,
+            initiated_at: r.get(3)?,
+            ringing_at: r.get(4)?,
+            answered_at: r.get(5)?,
+            completed_at: r.get(6)?,
+            duration: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, batch: Batch) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send_async(Append { batch, done })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        wait.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    async fn calls(&self, q: CallQuery) -> Result<CallPage, StoreError> {
+        self.read(move |conn| {
+            let mut filter = String::from("account = ?1");
+            let mut args: Vec<String> = vec![q.account.clone()];
+            let mut add = |clause: &str, value: String| {
+                args.push(value);
+                filter.push_str(&format!(" AND {clause} ?{}", args.len()));
+            };
+            if let Some(c) = &q.company {
+                add("company =", c.clone());
+            }
+            if let Some(t) = &q.tracker {
+                add("tracker =", t.clone());
+            }
+            if let Some(o) = &q.outcome {
+                add("outcome =", o.clone());
+            }
+            if let Some(d) = q.start_date {
+                add("started_at >=", format!("{d}T00:00:00"));
+            }
+            if let Some(d) = q.end_date {
+                // Inclusive of the whole end date.
+                add("started_at <", format!("{}T00:00:00", d.succ_opt().unwrap_or(d)));
+            }
+            let total: u64 = conn
+                .prepare(&format!("SELECT count(*) FROM calls WHERE {filter}"))?
+                .query_row(rusqlite::params_from_iter(&args), |r| r.get(0))?;
+            let per_page = q.per_page.clamp(1, 250);
+            let page = q.page.max(1);
+            let offset = u64::from(page - 1) * u64::from(per_page);
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE {filter} ORDER BY started_at DESC, sid DESC LIMIT {per_page} OFFSET {offset}"
+            ))?;
+            let mut calls = stmt.query_map(rusqlite::params_from_iter(&args), call_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            for c in &mut calls {
+                c.legs = legs_of(conn, &c.id)?;
+            }
+            Ok(CallPage {
+                page,
+                per_page,
+                total_pages: total.div_ceil(u64::from(per_page)) as u32,
+                total_records: total,
+                calls,
+            })
+        })
+        .await
+    }
+
+    async fn call(&self, account: &str, sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        let (account, sid) = (account.to_owned(), sid.to_owned());
+        self.read(move |conn| {
+            let call = conn
+                .prepare_cached(&format!(
+                    "SELECT {CALL_COLUMNS} FROM calls WHERE sid = ?1 AND account = ?2"
+                ))?
+                .query_row(params![sid, account], call_from_row)
+                .optional()?;
+            let Some(mut call) = call else {
+                return Ok(None);
+            };
+            call.legs = legs_of(conn, &sid)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT at, kind, body FROM events WHERE call_sid = ?1 ORDER BY id",
+            )?;
+            let timeline = stmt
+                .query_map([&sid], |r| {
+                    let body: String = r.get(2)?;
+                    let mut detail: serde_json::Value =
+                        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                    if let Some(o) = detail.as_object_mut() {
+                        o.remove("type");
+                    }
+                    Ok(TimelineEntry {
+                        at: r.get(0)?,
+                        kind: r.get(1)?,
+                        detail,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            call.timeline = Some(timeline);
+            Ok(Some(call))
+        })
+        .await
+    }
+
+    async fn api_key(&self, key: &str) -> Result<Option<ApiKey>, StoreError> {
+        let hash = hash_key(key);
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT account, admin FROM api_keys WHERE hash = ?1")?
+                .query_row([hash], |r| {
+                    Ok(ApiKey {
+                        account: r.get(0)?,
+                        admin: r.get(1)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn create_api_key(
+        &self,
+        key: &str,
+        account: &str,
+        admin: bool,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (hash, account, label) = (hash_key(key), account.to_owned(), label.to_owned());
+        // Rare and not on the call path: a reader connection may write (WAL serialises writers).
+        self.read(move |conn| {
+            conn.execute(
+                "INSERT INTO api_keys (hash, account, admin, label, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (hash) DO NOTHING",
+                params![hash, account, admin, label, timestamp(now)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn has_accounts(&self) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM api_keys)", [], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn round_robin_turns(&self) -> Result<HashMap<String, u64>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT key, turns FROM round_robin")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    fn stats(&self) -> WriterStats {
+        WriterStats {
+            events: self.counters.events.load(Ordering::Relaxed),
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            failed_commits: self.counters.failed_commits.load(Ordering::Relaxed),
+            spooled: self.counters.spooled.load(Ordering::Relaxed),
+        }
+    }
+}

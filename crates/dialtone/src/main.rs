@@ -1,0 +1,228 @@
+//! `dialtone`: call tracking and call routing in front of any TwiML carrier.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use arc_swap::ArcSwap;
+use clap::{Args, Parser, Subcommand};
+use dialtone_core::demo;
+use dialtone_core::links::Links;
+use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, RoundRobin, SystemClock};
+
+mod call;
+
+#[derive(Parser, Debug)]
+#[command(name = "dialtone", version, about = "Self-hostable call tracking and call routing in front of any TwiML carrier.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: carrier webhooks, the API, /metrics and /healthz.
+    Serve(ServeArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Play the carrier for one call against a running server, printing the conversation.
+    Call(call::CallArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create or migrate the database, then exit.
+    Migrate(DatabaseArg),
+}
+
+#[derive(Args, Debug)]
+struct DatabaseArg {
+    /// Database URL.
+    #[arg(long, env = "DIALTONE_DATABASE", default_value = "sqlite://dialtone.db")]
+    database: String,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DIALTONE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    database: DatabaseArg,
+    /// Companies, trackers, flows and carrier accounts (TOML). Without it, --demo's built-in one.
+    #[arg(long, env = "DIALTONE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The base URL the carrier reaches this server at, and signs (default http://<listen>).
+    #[arg(long, env = "DIALTONE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Load the demo data when the database has no account yet, and print its credentials.
+    #[arg(long, env = "DIALTONE_DEMO")]
+    demo: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "DIALTONE_LOG_JSON")]
+    log_json: bool,
+    /// Run the clock as if the server had started at this RFC 3339 instant (for tests and
+    /// demos of business-hours routing).
+    #[arg(long, env = "DIALTONE_CLOCK_START", hide = true)]
+    clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Check a configuration file without serving; prints every problem with its line.
+    Check { file: PathBuf },
+    /// Print the demo configuration, a starting point for your own.
+    Demo,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Create an API key for an account and print it (only its hash is stored).
+    Create {
+        #[arg(long)]
+        account: String,
+        /// May reload the configuration.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Config(ConfigCommand::Check { file }) => config_check(file),
+            Command::Config(ConfigCommand::Demo) => {
+                print!("{}", demo::CONFIG);
+                Ok(())
+            }
+            Command::Call(args) => call::run(args).await,
+            Command::Keys(KeysCommand::Create { account, admin, label, database }) => {
+                let store = dialtone_store::open(&database.database)?;
+                let key = new_api_key();
+                store.create_api_key(&key, &account, admin, &label, chrono::Utc::now()).await?;
+                println!("{key}");
+                eprintln!("API key for account `{account}`{} created; it is shown only once.", if admin { " (admin)" } else { "" });
+                Ok(())
+            }
+            Command::Migrate(db) => {
+                dialtone_store::open(&db.database)?;
+                eprintln!("database {} is ready", db.database);
+                Ok(())
+            }
+        }
+    })
+}
+
+fn config_check(file: PathBuf) -> anyhow::Result<()> {
+    match ConfigSource::File(file.clone()).load() {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} companies, {} tracking numbers)",
+                file.display(),
+                config.companies.len(),
+                config.tracking_numbers()
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            bail!("{}: {} problem(s)", file.display(), errors.errors.len())
+        }
+    }
+}
+
+/// 32 random bytes from the OS, hex: long enough that an unsalted hash is safe to store.
+fn new_api_key() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 24];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut bytes);
+    }
+    let mut key = String::from("dtk_");
+    for b in bytes {
+        key.push_str(&format!("{b:02x}"));
+    }
+    key
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let source = match (&args.config, args.demo) {
+        (Some(path), _) => ConfigSource::File(path.clone()),
+        (None, true) => ConfigSource::Builtin { name: demo::CONFIG_NAME, text: demo::CONFIG },
+        (None, false) => bail!("no configuration: pass --config FILE (see `dialtone config demo`), or --demo"),
+    };
+    let config = source.load().map_err(|e| anyhow::anyhow!("{e}")).context("configuration refused")?;
+    let store = dialtone_store::open(&args.database.database).with_context(|| format!("opening {}", args.database.database))?;
+    if args.demo && !store.has_accounts().await? {
+        store.create_api_key(demo::API_KEY, demo::ACCOUNT, true, "demo", chrono::Utc::now()).await?;
+        eprintln!("Demo data loaded. Credentials:");
+        eprintln!("  carrier account SID  {}", demo::ACCOUNT_SID);
+        eprintln!("  carrier auth token   {}", demo::AUTH_TOKEN);
+        eprintln!("  API key              {}  (account `{}`, admin)", demo::API_KEY, demo::ACCOUNT);
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    // With port 0 the real port is only known now.
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let clock: Arc<dyn Clock> = match args.clock_start {
+        Some(start) => Arc::new(OffsetClock::starting_at(start.with_timezone(&chrono::Utc))),
+        None => Arc::new(SystemClock),
+    };
+    let turns = store.round_robin_turns().await?;
+    let state = Arc::new(AppState {
+        config: ArcSwap::from_pointee(config),
+        config_source: source,
+        store,
+        clock,
+        links: Links::new(&public_url),
+        turns: RoundRobin::new(turns),
+        metrics: dialtone_server::telemetry::install(),
+    });
+    tracing::info!(listen = %local, public_url = %public_url, database = %args.database.database, "dialtone is serving");
+    // Tests and scripts read this line to learn the port when listening on :0.
+    println!("listening on http://{local}");
+
+    let reload_state = state.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            if let Err(errors) = reload_state.reload() {
+                tracing::warn!(%errors, "configuration reload refused; the running configuration stays");
+            }
+        }
+    });
+    axum::serve(listener, dialtone_server::router(state)).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

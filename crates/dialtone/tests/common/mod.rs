@@ -1,0 +1,192 @@
+//! Shared by the integration tests: the real `dialtone` binary on a random port with a temporary
+//! database, and a carrier to talk to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use dialtone_core::demo;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dialtone");
+/// Monday 23 November 2026, 10:00 in New York: the demo menu flow's business hours.
+pub const MONDAY_MORNING: &str = "2026-11-23T10:00:00-05:00";
+pub const SATURDAY: &str = "2026-11-28T10:00:00-05:00";
+pub const CALLER: &str = "+17705550123";
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub db: PathBuf,
+}
+
+impl Server {
+    /// `dialtone serve --demo` on a random port, with the clock at `clock_start`.
+    pub fn demo(dir: &Path, clock_start: &str) -> Server {
+        Self::start(dir, &["--demo", "--clock-start", clock_start])
+    }
+
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        let db = dir.join("dialtone.db");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(format!("sqlite://{}", db.display()))
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn dialtone serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("dialtone serve did not start within 30 s");
+            }
+        };
+        Server { child, url, db }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// A carrier request signed with the demo token, as the carrier would send it.
+    pub async fn post_signed(
+        &self,
+        path_and_query: &str,
+        params: &[(&str, &str)],
+    ) -> (u16, String) {
+        self.post_signed_with(demo::AUTH_TOKEN, path_and_query, params)
+            .await
+    }
+
+    pub async fn post_signed_with(
+        &self,
+        token: &str,
+        path_and_query: &str,
+        params: &[(&str, &str)],
+    ) -> (u16, String) {
+        let url = format!("{}{}", self.url, path_and_query);
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let signature = dialtone_twiml::compute_signature(token, &url, &params);
+        post_raw(
+            &url,
+            Some(&signature),
+            dialtone_twiml::encode(&params).into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn api(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().get(format!("{}{}", self.url, path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let res = req.send().await.expect("API request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn api_post(&self, path: &str, key: &str) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .post(format!("{}{}", self.url, path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("API request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn calls(&self) -> Vec<Value> {
+        let (status, body) = self
+            .api("/api/v1/calls?per_page=250", Some(demo::API_KEY))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn call(&self, sid: &str) -> Value {
+        let (status, body) = self
+            .api(&format!("/api/v1/calls/{sid}"), Some(demo::API_KEY))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn post_raw(url: &str, signature: Option<&str>, body: Vec<u8>) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(s) = signature {
+        req = req.header("x-twilio-signature", s);
+    }
+    let res = req.send().await.expect("request");
+    (res.status().as_u16(), res.text().await.unwrap_or_default())
+}
+
+/// The parameters of an inbound call to `to`.
+pub fn inbound(call_sid: &str, to: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AccountSid", demo::ACCOUNT_SID.to_owned()),
+        ("ApiVersion", "2010-04-01".to_owned()),
+        ("CallSid", call_sid.to_owned()),
+        ("CallStatus", "ringing".to_owned()),
+        ("Direction", "inbound".to_owned()),
+        ("From", CALLER.to_owned()),
+        ("To", to.to_owned()),
+    ]
+}
+
+pub fn sid(prefix: &str, n: u64) -> String {
+    format!("{prefix}{n:032x}")
+}
+
+/// Runs `dialtone` with arguments and returns (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run dialtone");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
