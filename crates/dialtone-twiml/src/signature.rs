@@ -14,12 +14,11 @@ fn mac_for(auth_token: &str) -> HmacSha1 {
 }
 
 /// Parameters in the order the carrier signs them: by name, then by value for repeated names.
+/// Identical pairs count once, as in the official validator (`sorted(set(values))`).
 fn sorted(params: &[(String, String)]) -> Vec<(&str, &str)> {
-    let mut v: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut v: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     v.sort_unstable();
+    v.dedup();
     v
 }
 
@@ -43,37 +42,33 @@ pub fn compute_signature(auth_token: &str, url: &str, params: &[(String, String)
     ))
 }
 
-/// The URL with the scheme's default port written out, or removed; `None` when there is no
-/// such variant (another port, or no recognisable scheme).
-fn port_variant(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
-    let default = match parsed.scheme() {
-        "https" => 443,
-        "http" => 80,
-        _ => return None,
-    };
-    // `url` reports no port when the default one is written, so read the text around the host.
-    if parsed.port().is_some() {
-        return None;
+/// The two URLs the official validator checks: without any port, and with the scheme's default
+/// port added when none is written. One of them is always the URL as given.
+fn port_variants(url: &str) -> (String, Option<String>) {
+    let Some(authority) = url.find("://").map(|i| i + 3) else { return (url.to_owned(), None) };
+    let end = url[authority..].find(['/', '?', '#']).map_or(url.len(), |i| authority + i);
+    let netloc = &url[authority..end];
+    // Where a port would be: after the last ':' that follows the host (IPv6 hosts are bracketed).
+    let host_start = netloc.rfind('@').map_or(0, |i| i + 1);
+    let port_colon = netloc[host_start..].rfind(':').map(|i| host_start + i).filter(|&i| !netloc[i..].contains(']'));
+    match port_colon {
+        Some(colon) if netloc[colon + 1..].parse::<u16>().is_ok() => {
+            let without = format!("{}{}{}", &url[..authority], &netloc[..colon], &url[end..]);
+            (without, Some(url.to_owned()))
+        }
+        _ => {
+            let default = match url[..authority].to_ascii_lowercase().as_str() {
+                "https://" => "443",
+                _ => "80",
+            };
+            (url.to_owned(), Some(format!("{}{netloc}:{default}{}", &url[..authority], &url[end..])))
+        }
     }
-    let host = parsed.host_str()?;
-    let authority = url.find("://")? + 3;
-    let userinfo = url[authority..]
-        .find('@')
-        .filter(|at| !url[authority..authority + at].contains('/'));
-    let host_at = authority + userinfo.map_or(0, |at| at + 1);
-    let host_end = host_at + url[host_at..].to_ascii_lowercase().find(host)? + host.len();
-    let suffix = format!(":{default}");
-    Some(if url[host_end..].starts_with(&suffix) {
-        format!("{}{}", &url[..host_end], &url[host_end + suffix.len()..])
-    } else {
-        format!("{}{suffix}{}", &url[..host_end], &url[host_end..])
-    })
 }
 
 /// Whether `signature` is the carrier's for this request. Like the official validator, accepts
-/// the URL as given and with the default port added or removed, since the carrier's own signing
-/// is inconsistent about it. Compared in constant time.
+/// the URL without its port or with the default port, since the carrier's own signing is
+/// inconsistent about it. Compared in constant time.
 pub fn validate_signature(
     auth_token: &str,
     url: &str,
@@ -88,10 +83,10 @@ pub fn validate_signature(
     }
     let sorted = sorted(params);
     let mac = mac_for(auth_token);
-    let as_given = digest(&mac, url, &sorted);
-    let mut ok = as_given.ct_eq(&expected[..]);
-    if let Some(variant) = port_variant(url) {
-        ok |= digest(&mac, &variant, &sorted).ct_eq(&expected[..]);
+    let (without_port, with_port) = port_variants(url);
+    let mut ok = digest(&mac, &without_port, &sorted).ct_eq(&expected[..]);
+    if let Some(with_port) = with_port {
+        ok |= digest(&mac, &with_port, &sorted).ct_eq(&expected[..]);
     }
     ok.into()
 }
@@ -138,37 +133,16 @@ mod tests {
 
     #[test]
     fn default_port_variants() {
-        assert_eq!(
-            port_variant("https://a.example/x?y=1").as_deref(),
-            Some("https://a.example:443/x?y=1")
-        );
-        assert_eq!(
-            port_variant("https://a.example:443/x").as_deref(),
-            Some("https://a.example/x")
-        );
-        assert_eq!(
-            port_variant("http://a.example").as_deref(),
-            Some("http://a.example:80")
-        );
-        assert_eq!(port_variant("http://a.example:8080/x"), None);
-        assert_eq!(
-            port_variant("http://u:pw@a.example/x").as_deref(),
-            Some("http://u:pw@a.example:80/x")
-        );
+        let v = |u: &str| port_variants(u);
+        assert_eq!(v("https://a.example/x?y=1"), ("https://a.example/x?y=1".into(), Some("https://a.example:443/x?y=1".into())));
+        assert_eq!(v("https://a.example:443/x"), ("https://a.example/x".into(), Some("https://a.example:443/x".into())));
+        assert_eq!(v("http://a.example:8080/x"), ("http://a.example/x".into(), Some("http://a.example:8080/x".into())));
+        assert_eq!(v("http://[::1]/x").1.as_deref(), Some("http://[::1]:80/x"));
+        assert_eq!(v("http://[::1]:8080/x").0, "http://[::1]/x");
         let params = p(&[("A", "1")]);
         let sig = compute_signature("t", "https://a.example:443/x", &params);
-        assert!(validate_signature(
-            "t",
-            "https://a.example/x",
-            &params,
-            &sig
-        ));
-        assert!(!validate_signature(
-            "t",
-            "https://a.example:8443/x",
-            &params,
-            &sig
-        ));
+        assert!(validate_signature("t", "https://a.example/x", &params, &sig));
+        assert!(!validate_signature("t", "https://a.example:8443/x", &params, &sig));
     }
 
     #[test]
