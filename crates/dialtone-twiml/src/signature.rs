@@ -16,7 +16,10 @@ fn mac_for(auth_token: &str) -> HmacSha1 {
 /// Parameters in the order the carrier signs them: by name, then by value for repeated names.
 /// Identical pairs count once, as in the official validator (`sorted(set(values))`).
 fn sorted(params: &[(String, String)]) -> Vec<(&str, &str)> {
-    let mut v: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut v: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -45,12 +48,19 @@ pub fn compute_signature(auth_token: &str, url: &str, params: &[(String, String)
 /// The two URLs the official validator checks: without any port, and with the scheme's default
 /// port added when none is written. One of them is always the URL as given.
 fn port_variants(url: &str) -> (String, Option<String>) {
-    let Some(authority) = url.find("://").map(|i| i + 3) else { return (url.to_owned(), None) };
-    let end = url[authority..].find(['/', '?', '#']).map_or(url.len(), |i| authority + i);
+    let Some(authority) = url.find("://").map(|i| i + 3) else {
+        return (url.to_owned(), None);
+    };
+    let end = url[authority..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| authority + i);
     let netloc = &url[authority..end];
     // Where a port would be: after the last ':' that follows the host (IPv6 hosts are bracketed).
     let host_start = netloc.rfind('@').map_or(0, |i| i + 1);
-    let port_colon = netloc[host_start..].rfind(':').map(|i| host_start + i).filter(|&i| !netloc[i..].contains(']'));
+    let port_colon = netloc[host_start..]
+        .rfind(':')
+        .map(|i| host_start + i)
+        .filter(|&i| !netloc[i..].contains(']'));
     match port_colon {
         Some(colon) if netloc[colon + 1..].parse::<u16>().is_ok() => {
             let without = format!("{}{}{}", &url[..authority], &netloc[..colon], &url[end..]);
@@ -61,7 +71,14 @@ fn port_variants(url: &str) -> (String, Option<String>) {
                 "https://" => "443",
                 _ => "80",
             };
-            (url.to_owned(), Some(format!("{}{netloc}:{default}{}", &url[..authority], &url[end..])))
+            (
+                url.to_owned(),
+                Some(format!(
+                    "{}{netloc}:{default}{}",
+                    &url[..authority],
+                    &url[end..]
+                )),
+            )
         }
     }
 }
@@ -134,15 +151,43 @@ mod tests {
     #[test]
     fn default_port_variants() {
         let v = |u: &str| port_variants(u);
-        assert_eq!(v("https://a.example/x?y=1"), ("https://a.example/x?y=1".into(), Some("https://a.example:443/x?y=1".into())));
-        assert_eq!(v("https://a.example:443/x"), ("https://a.example/x".into(), Some("https://a.example:443/x".into())));
-        assert_eq!(v("http://a.example:8080/x"), ("http://a.example/x".into(), Some("http://a.example:8080/x".into())));
+        assert_eq!(
+            v("https://a.example/x?y=1"),
+            (
+                "https://a.example/x?y=1".into(),
+                Some("https://a.example:443/x?y=1".into())
+            )
+        );
+        assert_eq!(
+            v("https://a.example:443/x"),
+            (
+                "https://a.example/x".into(),
+                Some("https://a.example:443/x".into())
+            )
+        );
+        assert_eq!(
+            v("http://a.example:8080/x"),
+            (
+                "http://a.example/x".into(),
+                Some("http://a.example:8080/x".into())
+            )
+        );
         assert_eq!(v("http://[::1]/x").1.as_deref(), Some("http://[::1]:80/x"));
         assert_eq!(v("http://[::1]:8080/x").0, "http://[::1]/x");
         let params = p(&[("A", "1")]);
         let sig = compute_signature("t", "https://a.example:443/x", &params);
-        assert!(validate_signature("t", "https://a.example/x", &params, &sig));
-        assert!(!validate_signature("t", "https://a.example:8443/x", &params, &sig));
+        assert!(validate_signature(
+            "t",
+            "https://a.example/x",
+            &params,
+            &sig
+        ));
+        assert!(!validate_signature(
+            "t",
+            "https://a.example:8443/x",
+            &params,
+            &sig
+        ));
     }
 
     #[test]

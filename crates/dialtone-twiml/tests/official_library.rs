@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use dialtone_twiml::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn oracle(request: Value) -> Value {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -25,7 +25,12 @@ fn oracle(request: Value) -> Value {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start python");
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "official_twilio.py failed");
     serde_json::from_slice(&out.stdout).expect("JSON from the oracle")
@@ -34,7 +39,10 @@ fn oracle(request: Value) -> Value {
 const TOKEN: &str = "12345-auth-token";
 
 fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// URLs and parameter sets that have tripped signature code before.
@@ -74,7 +82,11 @@ fn our_signatures_equal_the_official_ones() {
     });
     let official = oracle(request);
     for (i, (url, params)) in cases.iter().enumerate() {
-        assert_eq!(compute_signature(TOKEN, url, params), official[i].as_str().unwrap(), "case {i}: {url} {params:?}");
+        assert_eq!(
+            compute_signature(TOKEN, url, params),
+            official[i].as_str().unwrap(),
+            "case {i}: {url} {params:?}"
+        );
     }
 }
 
@@ -112,15 +124,26 @@ fn we_accept_exactly_what_the_official_validator_accepts() {
     let mut accepted = 0;
     for (i, (url, params, sig)) in checks.iter().enumerate() {
         let theirs = official[i].as_bool().unwrap();
-        assert_eq!(validate_signature(TOKEN, url, params, sig), theirs, "check {i}: {url} {params:?} {sig}");
+        assert_eq!(
+            validate_signature(TOKEN, url, params, sig),
+            theirs,
+            "check {i}: {url} {params:?} {sig}"
+        );
         accepted += usize::from(theirs);
     }
     // The table must exercise both answers, or it proves nothing.
-    assert!(accepted > 10 && accepted < checks.len() / 2, "{accepted} of {}", checks.len());
+    assert!(
+        accepted > 10 && accepted < checks.len() / 2,
+        "{accepted} of {}",
+        checks.len()
+    );
 }
 
 fn say(text: &str) -> Say {
-    Say { text: text.into(), ..Default::default() }
+    Say {
+        text: text.into(),
+        ..Default::default()
+    }
 }
 
 /// What each document the official library builds must parse into.
@@ -133,7 +156,11 @@ fn expected(name: &str) -> Response {
             loop_count: Some(2),
         })],
         "play_pause" => vec![
-            Verb::Play(Play { url: "https://example.com/a.mp3".into(), loop_count: Some(3), digits: Some("ww1".into()) }),
+            Verb::Play(Play {
+                url: "https://example.com/a.mp3".into(),
+                loop_count: Some(3),
+                digits: Some("ww1".into()),
+            }),
             Verb::Pause(Pause { length: Some(2) }),
             Verb::Pause(Pause { length: None }),
         ],
@@ -150,11 +177,17 @@ fn expected(name: &str) -> Response {
                     action_on_empty_result: Some(true),
                     children: vec![
                         GatherChild::Say(say("For sales, press 1.")),
-                        GatherChild::Play(Play { url: "https://example.com/menu.mp3".into(), ..Default::default() }),
+                        GatherChild::Play(Play {
+                            url: "https://example.com/menu.mp3".into(),
+                            ..Default::default()
+                        }),
                         GatherChild::Pause(Pause { length: Some(1) }),
                     ],
                 }),
-                Verb::Redirect(Redirect { url, method: Some(Method::Post) }),
+                Verb::Redirect(Redirect {
+                    url,
+                    method: Some(Method::Post),
+                }),
             ]
         }
         "dial" => vec![Verb::Dial(Dial {
@@ -174,15 +207,26 @@ fn expected(name: &str) -> Response {
                     method: Some(Method::Post),
                     send_digits: Some("ww12".into()),
                     status_callback: Some("https://dt.example/twilio/leg".into()),
-                    status_callback_event: vec![CallEvent::Initiated, CallEvent::Ringing, CallEvent::Answered, CallEvent::Completed],
+                    status_callback_event: vec![
+                        CallEvent::Initiated,
+                        CallEvent::Ringing,
+                        CallEvent::Answered,
+                        CallEvent::Completed,
+                    ],
                     status_callback_method: Some(Method::Post),
                 }),
-                DialTarget::Number(Number { number: "+14045550112".into(), ..Default::default() }),
+                DialTarget::Number(Number {
+                    number: "+14045550112".into(),
+                    ..Default::default()
+                }),
                 DialTarget::Client("agent_jane".into()),
                 DialTarget::Sip("sip:jane@example.com".into()),
             ],
         })],
-        "dial_bare" => vec![Verb::Dial(Dial { targets: vec![DialTarget::Bare("+14045550111".into())], ..Default::default() })],
+        "dial_bare" => vec![Verb::Dial(Dial {
+            targets: vec![DialTarget::Bare("+14045550111".into())],
+            ..Default::default()
+        })],
         "record_hangup" => vec![
             Verb::Record(Record {
                 action: Some("https://dt.example/twilio/voicemail".into()),
@@ -192,11 +236,15 @@ fn expected(name: &str) -> Response {
                 finish_on_key: Some("#".into()),
                 play_beep: Some(true),
                 transcribe: Some(false),
-                recording_status_callback: Some("https://dt.example/twilio/recording?voicemail=1".into()),
+                recording_status_callback: Some(
+                    "https://dt.example/twilio/recording?voicemail=1".into(),
+                ),
             }),
             Verb::Hangup,
         ],
-        "reject" => vec![Verb::Reject(Reject { reason: Some("busy".into()) })],
+        "reject" => vec![Verb::Reject(Reject {
+            reason: Some("busy".into()),
+        })],
         "empty" => vec![],
         other => panic!("the oracle built a document this test does not know: {other}"),
     };

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
 use clap::{Args, Parser, Subcommand};
 use dialtone_core::demo;
@@ -14,7 +14,11 @@ use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, RoundRobin, Sy
 mod call;
 
 #[derive(Parser, Debug)]
-#[command(name = "dialtone", version, about = "Self-hostable call tracking and call routing in front of any TwiML carrier.")]
+#[command(
+    name = "dialtone",
+    version,
+    about = "Self-hostable call tracking and call routing in front of any TwiML carrier."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,7 +43,11 @@ enum Command {
 #[derive(Args, Debug)]
 struct DatabaseArg {
     /// Database URL.
-    #[arg(long, env = "DIALTONE_DATABASE", default_value = "sqlite://dialtone.db")]
+    #[arg(
+        long,
+        env = "DIALTONE_DATABASE",
+        default_value = "sqlite://dialtone.db"
+    )]
     database: String,
 }
 
@@ -93,8 +101,11 @@ enum KeysCommand {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -104,7 +115,9 @@ fn init_logging(json: bool) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
@@ -114,12 +127,22 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Call(args) => call::run(args).await,
-            Command::Keys(KeysCommand::Create { account, admin, label, database }) => {
+            Command::Keys(KeysCommand::Create {
+                account,
+                admin,
+                label,
+                database,
+            }) => {
                 let store = dialtone_store::open(&database.database)?;
                 let key = new_api_key();
-                store.create_api_key(&key, &account, admin, &label, chrono::Utc::now()).await?;
+                store
+                    .create_api_key(&key, &account, admin, &label, chrono::Utc::now())
+                    .await?;
                 println!("{key}");
-                eprintln!("API key for account `{account}`{} created; it is shown only once.", if admin { " (admin)" } else { "" });
+                eprintln!(
+                    "API key for account `{account}`{} created; it is shown only once.",
+                    if admin { " (admin)" } else { "" }
+                );
                 Ok(())
             }
             Command::Migrate(db) => {
@@ -167,22 +190,48 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_json);
     let source = match (&args.config, args.demo) {
         (Some(path), _) => ConfigSource::File(path.clone()),
-        (None, true) => ConfigSource::Builtin { name: demo::CONFIG_NAME, text: demo::CONFIG },
-        (None, false) => bail!("no configuration: pass --config FILE (see `dialtone config demo`), or --demo"),
+        (None, true) => ConfigSource::Builtin {
+            name: demo::CONFIG_NAME,
+            text: demo::CONFIG,
+        },
+        (None, false) => {
+            bail!("no configuration: pass --config FILE (see `dialtone config demo`), or --demo")
+        }
     };
-    let config = source.load().map_err(|e| anyhow::anyhow!("{e}")).context("configuration refused")?;
-    let store = dialtone_store::open(&args.database.database).with_context(|| format!("opening {}", args.database.database))?;
+    let config = source
+        .load()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("configuration refused")?;
+    let store = dialtone_store::open(&args.database.database)
+        .with_context(|| format!("opening {}", args.database.database))?;
     if args.demo && !store.has_accounts().await? {
-        store.create_api_key(demo::API_KEY, demo::ACCOUNT, true, "demo", chrono::Utc::now()).await?;
+        store
+            .create_api_key(
+                demo::API_KEY,
+                demo::ACCOUNT,
+                true,
+                "demo",
+                chrono::Utc::now(),
+            )
+            .await?;
         eprintln!("Demo data loaded. Credentials:");
         eprintln!("  carrier account SID  {}", demo::ACCOUNT_SID);
         eprintln!("  carrier auth token   {}", demo::AUTH_TOKEN);
-        eprintln!("  API key              {}  (account `{}`, admin)", demo::API_KEY, demo::ACCOUNT);
+        eprintln!(
+            "  API key              {}  (account `{}`, admin)",
+            demo::API_KEY,
+            demo::ACCOUNT
+        );
     }
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
     // With port 0 the real port is only known now.
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
     let clock: Arc<dyn Clock> = match args.clock_start {
         Some(start) => Arc::new(OffsetClock::starting_at(start.with_timezone(&chrono::Utc))),
         None => Arc::new(SystemClock),
@@ -203,20 +252,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let reload_state = state.clone();
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
         while hup.recv().await.is_some() {
             if let Err(errors) = reload_state.reload() {
                 tracing::warn!(%errors, "configuration reload refused; the running configuration stays");
             }
         }
     });
-    axum::serve(listener, dialtone_server::router(state)).with_graceful_shutdown(shutdown()).await?;
+    axum::serve(listener, dialtone_server::router(state))
+        .with_graceful_shutdown(shutdown())
+        .await?;
     Ok(())
 }
 
 async fn shutdown() {
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

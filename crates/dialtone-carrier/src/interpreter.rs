@@ -1,0 +1,782 @@
+//! Plays the carrier for one inbound call: fetches TwiML, executes it verb by verb with the
+//! carrier's documented defaults, and sends the callbacks the document asks for.
+//!
+//! Time is simulated: the interpreter never sleeps, it advances its own clock by what each verb
+//! would take (speech, ringing, talking), so a whole call runs in milliseconds.
+
+use std::collections::VecDeque;
+
+use dialtone_twiml::webhook::{
+    CallParams, CallStatus, DialCallStatus, DialResult, Direction, GatherResult, RecordResult,
+    RecordingStatus, StatusCallback,
+};
+use dialtone_twiml::{self as twiml, CallEvent, DialRecord, DialTarget, Method, Response, Verb};
+
+use crate::transcript::{CallOutcome, Step, StepKind, Transcript};
+use crate::transport::{Transport, WebhookRequest};
+
+/// The call being placed.
+#[derive(Debug, Clone)]
+pub struct CallSetup {
+    pub account_sid: String,
+    pub auth_token: String,
+    /// The number's Voice URL.
+    pub voice_url: String,
+    /// The number's status callback (completed), if any.
+    pub status_callback: Option<String>,
+    /// The number's Fallback URL, requested when a document cannot be fetched or parsed.
+    pub fallback_url: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub call_sid: String,
+}
+
+/// Who answers a `<Dial>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Answer {
+    /// Nobody: every leg rings out.
+    #[default]
+    Nobody,
+    /// The first leg rung.
+    Anyone,
+    /// These numbers; the first of them rung (in document order) takes the call.
+    Numbers(Vec<String>),
+}
+
+/// The world around one call: what the caller and the agents do.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Keys the caller will press, consumed by `<Gather>`s in order.
+    pub digits: String,
+    pub answer: Answer,
+    /// Seconds an agent's phone rings before they answer.
+    pub ring_s: f64,
+    /// Seconds caller and agent talk.
+    pub talk_s: f64,
+    /// Length of the message the caller leaves at a `<Record>`; 0 = hangs up without one.
+    pub voicemail_s: u32,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            digits: String::new(),
+            answer: Answer::Nobody,
+            ring_s: 4.0,
+            talk_s: 30.0,
+            voicemail_s: 12,
+        }
+    }
+}
+
+/// Documents one call may fetch before the carrier gives up (a redirect loop).
+const MAX_DOCUMENTS: usize = 100;
+const APPLICATION_ERROR: &str = "An application error has occurred. Goodbye.";
+
+pub fn sid(prefix: &str, n: u128) -> String {
+    format!("{prefix}{n:032x}")
+}
+
+/// A child sid derived from the parent's, so legs of the same call are recognisable.
+fn child_sid(parent: &str, k: u32) -> String {
+    let base = parent
+        .get(2..)
+        .and_then(|h| u128::from_str_radix(h, 16).ok())
+        .unwrap_or_else(|| {
+            parent.bytes().fold(0xcbf2_9ce4_8422_2325_u128, |h, b| {
+                (h ^ u128::from(b)).wrapping_mul(0x1000_0000_01b3)
+            })
+        });
+    sid(
+        "CA",
+        base.wrapping_mul(0x9e37_79b9)
+            .wrapping_add(u128::from(k) + 1),
+    )
+}
+
+enum Next {
+    /// Fetch this document and run it.
+    Fetch {
+        method: Method,
+        url: String,
+        params: Vec<(String, String)>,
+        purpose: &'static str,
+    },
+    /// Run the rest of the current document.
+    Continue,
+    End(CallOutcome, &'static str),
+}
+
+struct Session<'a, T: Transport> {
+    transport: &'a T,
+    setup: &'a CallSetup,
+    script: &'a Script,
+    observer: &'a mut dyn FnMut(&Step),
+    clock: f64,
+    steps: Vec<Step>,
+    digits: VecDeque<char>,
+    legs: u32,
+    answered: bool,
+    voicemail: bool,
+    in_progress: bool,
+}
+
+/// Runs one call to completion.
+pub async fn run_call<T: Transport>(
+    transport: &T,
+    setup: &CallSetup,
+    script: &Script,
+) -> Transcript {
+    run_call_observed(transport, setup, script, &mut |_| {}).await
+}
+
+/// Like [`run_call`], telling `observer` about each step as it happens.
+pub async fn run_call_observed<T: Transport>(
+    transport: &T,
+    setup: &CallSetup,
+    script: &Script,
+    observer: &mut dyn FnMut(&Step),
+) -> Transcript {
+    let mut s = Session {
+        transport,
+        setup,
+        script,
+        observer,
+        clock: 0.0,
+        steps: Vec::new(),
+        digits: script.digits.chars().collect(),
+        legs: 0,
+        answered: false,
+        voicemail: false,
+        in_progress: false,
+    };
+    let outcome = s.run().await;
+    let final_status = match outcome {
+        CallOutcome::Rejected => CallStatus::Busy,
+        _ => CallStatus::Completed,
+    };
+    if let Some(url) = &setup.status_callback {
+        let cb = StatusCallback {
+            call: s.call_params(final_status),
+            event: None,
+            call_duration: Some(s.clock.round() as u32),
+            timestamp: None,
+            sequence_number: None,
+        };
+        s.callback(url, Method::Post, cb.to_params(), "status callback")
+            .await;
+    }
+    Transcript {
+        call_sid: setup.call_sid.clone(),
+        steps: s.steps,
+        outcome,
+        duration_s: s.clock,
+    }
+}
+
+/// Seconds the carrier takes to speak `text`.
+fn speech_s(text: &str) -> f64 {
+    (text.chars().count() as f64 * 0.07).max(1.0)
+}
+
+fn resolve(base: &str, target: &str) -> String {
+    match url::Url::parse(base).and_then(|b| b.join(target)) {
+        Ok(u) => u.to_string(),
+        Err(_) => target.to_owned(),
+    }
+}
+
+impl<T: Transport> Session<'_, T> {
+    fn note(&mut self, kind: StepKind) {
+        let step = Step {
+            at_s: (self.clock * 10.0).round() / 10.0,
+            kind,
+        };
+        (self.observer)(&step);
+        self.steps.push(step);
+    }
+
+    fn call_params(&self, status: CallStatus) -> CallParams {
+        CallParams {
+            call_sid: self.setup.call_sid.clone(),
+            account_sid: self.setup.account_sid.clone(),
+            from: self.setup.from.clone(),
+            to: self.setup.to.clone(),
+            call_status: status,
+            direction: Direction::Inbound,
+            api_version: Some("2010-04-01".into()),
+            forwarded_from: None,
+            caller_name: None,
+            parent_call_sid: None,
+        }
+    }
+
+    fn current_status(&self) -> CallStatus {
+        if self.in_progress {
+            CallStatus::InProgress
+        } else {
+            CallStatus::Ringing
+        }
+    }
+
+    /// A signed request; the reply body, or the carrier's error code and why.
+    async fn request(
+        &mut self,
+        method: Method,
+        url: &str,
+        params: Vec<(String, String)>,
+        purpose: &str,
+    ) -> Result<String, (u32, String)> {
+        let req = WebhookRequest::new(method, url, params);
+        let signature = req.signature(&self.setup.auth_token);
+        let result = self.transport.send(&req, &signature).await;
+        let (status, elapsed_ms) = match &result {
+            Ok(r) => (Some(r.status), r.elapsed.as_secs_f64() * 1000.0),
+            Err(_) => (None, 0.0),
+        };
+        self.note(StepKind::Request {
+            method: method.as_str().to_owned(),
+            url: req.url.clone(),
+            purpose: purpose.to_owned(),
+            status,
+            elapsed_ms: (elapsed_ms * 10.0).round() / 10.0,
+        });
+        match result {
+            Ok(r) if (200..300).contains(&r.status) => Ok(r.body),
+            Ok(r) => Err((11200, format!("{url} answered HTTP {}", r.status))),
+            Err(e) => Err((e.error_code(), format!("{url}: {e}"))),
+        }
+    }
+
+    /// Status-type callbacks: their answers do not matter to the call.
+    async fn callback(
+        &mut self,
+        url: &str,
+        method: Method,
+        params: Vec<(String, String)>,
+        purpose: &str,
+    ) {
+        if let Err((code, message)) = self.request(method, url, params, purpose).await {
+            self.note(StepKind::Error { code, message });
+        }
+    }
+
+    /// Fetches and parses a document; on failure tries the Fallback URL once.
+    async fn document(
+        &mut self,
+        method: Method,
+        url: &str,
+        params: Vec<(String, String)>,
+        purpose: &str,
+    ) -> Option<(Response, String)> {
+        let failure = match self.request(method, url, params.clone(), purpose).await {
+            Ok(body) => match twiml::parse(&body) {
+                Ok(doc) => return Some((doc, url.to_owned())),
+                Err(e) => (e.error_code(), format!("{url}: invalid TwiML: {e}")),
+            },
+            Err(f) => f,
+        };
+        self.note(StepKind::Error {
+            code: failure.0,
+            message: failure.1.clone(),
+        });
+        let fallback = self.setup.fallback_url.clone()?;
+        let mut with_error = params;
+        with_error.push(("ErrorCode".into(), failure.0.to_string()));
+        with_error.push((
+            "ErrorUrl".into(),
+            url.split('#').next().unwrap_or(url).to_owned(),
+        ));
+        match self
+            .request(Method::Post, &fallback, with_error, "fallback")
+            .await
+        {
+            Ok(body) => match twiml::parse(&body) {
+                Ok(doc) => Some((doc, fallback)),
+                Err(e) => {
+                    self.note(StepKind::Error {
+                        code: e.error_code(),
+                        message: format!("{fallback}: invalid TwiML: {e}"),
+                    });
+                    None
+                }
+            },
+            Err((code, message)) => {
+                self.note(StepKind::Error { code, message });
+                None
+            }
+        }
+    }
+
+    async fn run(&mut self) -> CallOutcome {
+        let params = self.call_params(CallStatus::Ringing).to_params();
+        let mut next = Next::Fetch {
+            method: Method::Post,
+            url: self.setup.voice_url.clone(),
+            params,
+            purpose: "voice",
+        };
+        let mut fetched = 0;
+        loop {
+            let Next::Fetch {
+                method,
+                url,
+                params,
+                purpose,
+            } = next
+            else {
+                unreachable!("only fetches loop")
+            };
+            fetched += 1;
+            if fetched > MAX_DOCUMENTS {
+                self.note(StepKind::Error {
+                    code: 11215,
+                    message: format!("more than {MAX_DOCUMENTS} documents in one call"),
+                });
+                return self.application_error();
+            }
+            let Some((doc, doc_url)) = self.document(method, &url, params, purpose).await else {
+                return self.application_error();
+            };
+            next = Next::Continue;
+            for (i, verb) in doc.verbs.iter().enumerate() {
+                next = self.execute(verb, i == 0, &doc_url).await;
+                if !matches!(next, Next::Continue) {
+                    break;
+                }
+            }
+            match next {
+                Next::Fetch { .. } => continue,
+                Next::Continue => {
+                    self.note(StepKind::Hangup {
+                        by: "carrier (end of document)".into(),
+                    });
+                    return self.outcome();
+                }
+                Next::End(outcome, by) => {
+                    self.note(StepKind::Hangup { by: by.into() });
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    fn application_error(&mut self) -> CallOutcome {
+        self.note(StepKind::CallerHears {
+            text: APPLICATION_ERROR.into(),
+        });
+        self.clock += speech_s(APPLICATION_ERROR);
+        self.note(StepKind::Hangup {
+            by: "carrier (application error)".into(),
+        });
+        CallOutcome::ApplicationError
+    }
+
+    fn outcome(&self) -> CallOutcome {
+        match () {
+            _ if self.answered => CallOutcome::Answered,
+            _ if self.voicemail => CallOutcome::Voicemail,
+            _ => CallOutcome::NotAnswered,
+        }
+    }
+
+    fn hear(&mut self, text: &str, times: u32) {
+        for _ in 0..times.max(1) {
+            self.note(StepKind::CallerHears {
+                text: text.to_owned(),
+            });
+            self.clock += speech_s(text);
+        }
+    }
+
+    fn hear_child(&mut self, child: &twiml::GatherChild) {
+        match child {
+            twiml::GatherChild::Say(s) => self.hear(&s.text, s.loop_count.unwrap_or(1)),
+            twiml::GatherChild::Play(p) => {
+                self.hear(&format!("<audio {}>", p.url), p.loop_count.unwrap_or(1))
+            }
+            twiml::GatherChild::Pause(p) => self.clock += f64::from(p.length.unwrap_or(1)),
+        }
+    }
+
+    async fn execute(&mut self, verb: &Verb, first: bool, doc_url: &str) -> Next {
+        if !matches!(verb, Verb::Reject(_)) {
+            self.in_progress = true;
+        }
+        match verb {
+            Verb::Say(s) => self.hear(&s.text, s.loop_count.unwrap_or(1)),
+            Verb::Play(p) => self.hear(&format!("<audio {}>", p.url), p.loop_count.unwrap_or(1)),
+            Verb::Pause(p) => self.clock += f64::from(p.length.unwrap_or(1)),
+            Verb::Gather(g) => return self.gather(g, doc_url),
+            Verb::Dial(d) => return self.dial(d, doc_url).await,
+            Verb::Record(r) => return self.record(r, doc_url).await,
+            Verb::Redirect(r) => {
+                return Next::Fetch {
+                    method: r.method.unwrap_or(Method::Post),
+                    url: resolve(doc_url, &r.url),
+                    params: self.call_params(self.current_status()).to_params(),
+                    purpose: "redirect",
+                };
+            }
+            Verb::Hangup => return Next::End(self.outcome(), "app"),
+            Verb::Reject(r) => {
+                // Only honoured as the first verb: the call is never answered.
+                if first {
+                    let reason = r.reason.clone().unwrap_or_else(|| "rejected".into());
+                    self.note(StepKind::CallerHears {
+                        text: format!("<{reason} signal>"),
+                    });
+                    return Next::End(CallOutcome::Rejected, "app (rejected)");
+                }
+                return Next::End(self.outcome(), "app");
+            }
+        }
+        Next::Continue
+    }
+
+    fn gather(&mut self, g: &twiml::Gather, doc_url: &str) -> Next {
+        for child in &g.children {
+            self.hear_child(child);
+            // A caller who already knows the menu may press during the prompt; we let it finish.
+        }
+        let finish = g.finish_on_key.clone().unwrap_or_else(|| "#".into());
+        let limit = g.num_digits.map_or(usize::MAX, |n| n as usize);
+        let mut pressed = String::new();
+        while pressed.len() < limit {
+            let Some(c) = self.digits.pop_front() else {
+                break;
+            };
+            if finish.contains(c) {
+                break;
+            }
+            pressed.push(c);
+        }
+        let action = resolve(doc_url, g.action.as_deref().unwrap_or(doc_url));
+        let method = g.method.unwrap_or(Method::Post);
+        if pressed.is_empty() {
+            let timeout = g.timeout.unwrap_or(5);
+            self.note(StepKind::GatherTimeout { timeout_s: timeout });
+            self.clock += f64::from(timeout);
+            if g.action_on_empty_result != Some(true) {
+                return Next::Continue;
+            }
+        } else {
+            self.note(StepKind::CallerPresses {
+                digits: pressed.clone(),
+            });
+            self.clock += 0.3 * pressed.len() as f64;
+        }
+        let result = GatherResult {
+            call: self.call_params(CallStatus::InProgress),
+            digits: Some(pressed),
+        };
+        Next::Fetch {
+            method,
+            url: action,
+            params: result.to_params(),
+            purpose: "gather action",
+        }
+    }
+
+    fn answers(&self, number: &str, index: usize) -> bool {
+        match &self.script.answer {
+            Answer::Nobody => false,
+            Answer::Anyone => index == 0,
+            Answer::Numbers(ns) => ns.iter().any(|n| n == number),
+        }
+    }
+
+    async fn leg_callback(
+        &mut self,
+        number: &twiml::Number,
+        leg: &CallParams,
+        event: CallEvent,
+        duration: Option<u32>,
+    ) {
+        let Some(url) = &number.status_callback else {
+            return;
+        };
+        // Without statusCallbackEvent the carrier reports `completed` only.
+        let wanted = if number.status_callback_event.is_empty() {
+            event == CallEvent::Completed
+        } else {
+            number.status_callback_event.contains(&event)
+        };
+        if !wanted {
+            return;
+        }
+        let cb = StatusCallback {
+            call: leg.clone(),
+            event: Some(event),
+            call_duration: duration,
+            timestamp: None,
+            sequence_number: None,
+        };
+        let method = number.status_callback_method.unwrap_or(Method::Post);
+        self.callback(url, method, cb.to_params(), "leg status")
+            .await;
+    }
+
+    async fn dial(&mut self, d: &twiml::Dial, doc_url: &str) -> Next {
+        let timeout = d.timeout.unwrap_or(30);
+        let numbers: Vec<twiml::Number> = d
+            .targets
+            .iter()
+            .filter_map(|t| match t {
+                DialTarget::Number(n) => Some(n.clone()),
+                DialTarget::Bare(n) => Some(twiml::Number {
+                    number: n.clone(),
+                    ..Default::default()
+                }),
+                // Clients and SIP endpoints are not emulated yet: they never answer.
+                DialTarget::Client(_) | DialTarget::Sip(_) => None,
+            })
+            .collect();
+        self.note(StepKind::Dialing {
+            numbers: numbers.iter().map(|n| n.number.clone()).collect(),
+            timeout_s: timeout,
+        });
+        let from = d
+            .caller_id
+            .clone()
+            .unwrap_or_else(|| self.setup.from.clone());
+        let mut legs = Vec::new();
+        for n in &numbers {
+            self.legs += 1;
+            let leg = CallParams {
+                call_sid: child_sid(&self.setup.call_sid, self.legs),
+                account_sid: self.setup.account_sid.clone(),
+                from: from.clone(),
+                to: n.number.clone(),
+                call_status: CallStatus::Initiated,
+                direction: Direction::OutboundDial,
+                api_version: Some("2010-04-01".into()),
+                forwarded_from: None,
+                caller_name: None,
+                parent_call_sid: Some(self.setup.call_sid.clone()),
+            };
+            self.leg_callback(n, &leg, CallEvent::Initiated, None).await;
+            let ringing = CallParams {
+                call_status: CallStatus::Ringing,
+                ..leg.clone()
+            };
+            self.leg_callback(n, &ringing, CallEvent::Ringing, None)
+                .await;
+            legs.push(leg);
+        }
+        let answerer = (self.script.ring_s < f64::from(timeout))
+            .then(|| {
+                numbers
+                    .iter()
+                    .enumerate()
+                    .position(|(i, n)| self.answers(&n.number, i))
+            })
+            .flatten();
+        let mut result = DialResult {
+            call: self.call_params(CallStatus::InProgress),
+            dial_call_status: DialCallStatus::NoAnswer,
+            dial_call_sid: None,
+            dial_call_duration: Some(0),
+            dial_bridged: Some(false),
+            recording_url: None,
+        };
+        match answerer {
+            Some(a) => {
+                self.clock += self.script.ring_s;
+                let number = numbers[a].clone();
+                let leg = CallParams {
+                    call_status: CallStatus::InProgress,
+                    ..legs[a].clone()
+                };
+                self.note(StepKind::LegAnswered {
+                    number: number.number.clone(),
+                    sid: leg.call_sid.clone(),
+                });
+                self.answered = true;
+                self.leg_callback(&number, &leg, CallEvent::Answered, None)
+                    .await;
+                for (i, other) in numbers.iter().enumerate().filter(|(i, _)| *i != a) {
+                    self.note(StepKind::LegCanceled {
+                        number: other.number.clone(),
+                    });
+                    let canceled = CallParams {
+                        call_status: CallStatus::Canceled,
+                        ..legs[i].clone()
+                    };
+                    self.leg_callback(other, &canceled, CallEvent::Completed, Some(0))
+                        .await;
+                }
+                if let Some(whisper) = &number.url {
+                    self.whisper(
+                        &resolve(doc_url, whisper),
+                        number.method.unwrap_or(Method::Post),
+                        &leg,
+                    )
+                    .await;
+                }
+                self.note(StepKind::Bridged {
+                    number: number.number.clone(),
+                    talk_s: self.script.talk_s,
+                });
+                self.clock += self.script.talk_s;
+                let talk = self.script.talk_s.round() as u32;
+                let done = CallParams {
+                    call_status: CallStatus::Completed,
+                    ..leg.clone()
+                };
+                self.leg_callback(&number, &done, CallEvent::Completed, Some(talk))
+                    .await;
+                result.dial_call_status = DialCallStatus::Completed;
+                result.dial_call_sid = Some(leg.call_sid.clone());
+                result.dial_call_duration = Some(talk);
+                result.dial_bridged = Some(true);
+                if d.record.is_some_and(|r| r != DialRecord::DoNotRecord) {
+                    let recording_sid = sid(
+                        "RE",
+                        u128::from_str_radix(&leg.call_sid[2..], 16).unwrap_or(0),
+                    );
+                    let url = format!(
+                        "https://carrier.invalid/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
+                        self.setup.account_sid
+                    );
+                    self.note(StepKind::Recorded {
+                        url: url.clone(),
+                        duration_s: talk,
+                        voicemail: false,
+                    });
+                    result.recording_url = Some(url.clone());
+                    if let Some(cb) = &d.recording_status_callback {
+                        let status = RecordingStatus {
+                            account_sid: self.setup.account_sid.clone(),
+                            call_sid: self.setup.call_sid.clone(),
+                            recording_sid,
+                            recording_url: url,
+                            recording_status: "completed".into(),
+                            recording_duration: Some(talk),
+                            recording_channels: Some(2),
+                            recording_source: Some("DialVerb".into()),
+                            error_code: None,
+                        };
+                        self.callback(
+                            &resolve(doc_url, cb),
+                            Method::Post,
+                            status.to_params(),
+                            "recording status",
+                        )
+                        .await;
+                    }
+                }
+            }
+            None => {
+                self.clock += f64::from(timeout);
+                for (n, leg) in numbers.iter().zip(&legs) {
+                    self.note(StepKind::LegNoAnswer {
+                        number: n.number.clone(),
+                    });
+                    let rang_out = CallParams {
+                        call_status: CallStatus::NoAnswer,
+                        ..leg.clone()
+                    };
+                    self.leg_callback(n, &rang_out, CallEvent::Completed, Some(0))
+                        .await;
+                }
+            }
+        }
+        match &d.action {
+            Some(action) => Next::Fetch {
+                method: d.method.unwrap_or(Method::Post),
+                url: resolve(doc_url, action),
+                params: result.to_params(),
+                purpose: "dial action",
+            },
+            None => Next::Continue,
+        }
+    }
+
+    /// Runs the whisper document for the agent; a broken whisper does not stop the bridge.
+    async fn whisper(&mut self, url: &str, method: Method, leg: &CallParams) {
+        let body = match self.request(method, url, leg.to_params(), "whisper").await {
+            Ok(b) => b,
+            Err((code, message)) => return self.note(StepKind::Error { code, message }),
+        };
+        match twiml::parse(&body) {
+            Ok(doc) => {
+                for verb in &doc.verbs {
+                    match verb {
+                        Verb::Say(s) => {
+                            self.note(StepKind::AgentHears {
+                                text: s.text.clone(),
+                            });
+                            self.clock += speech_s(&s.text);
+                        }
+                        Verb::Play(p) => self.note(StepKind::AgentHears {
+                            text: format!("<audio {}>", p.url),
+                        }),
+                        Verb::Pause(p) => self.clock += f64::from(p.length.unwrap_or(1)),
+                        other => self.note(StepKind::Error {
+                            code: 13201,
+                            message: format!("{other:?} is not allowed in a whisper"),
+                        }),
+                    }
+                }
+            }
+            Err(e) => self.note(StepKind::Error {
+                code: e.error_code(),
+                message: format!("whisper: {e}"),
+            }),
+        }
+    }
+
+    async fn record(&mut self, r: &twiml::Record, doc_url: &str) -> Next {
+        let length = self.script.voicemail_s.min(r.max_length.unwrap_or(3600));
+        if length == 0 {
+            // The caller hung up at the beep.
+            return Next::End(self.outcome(), "caller");
+        }
+        self.clock += f64::from(length);
+        let n = u128::from_str_radix(self.setup.call_sid.get(2..).unwrap_or("0"), 16).unwrap_or(0);
+        let recording_sid = sid("RE", n.wrapping_add(0x5eed));
+        let url = format!(
+            "https://carrier.invalid/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
+            self.setup.account_sid
+        );
+        self.note(StepKind::Recorded {
+            url: url.clone(),
+            duration_s: length,
+            voicemail: true,
+        });
+        self.voicemail = true;
+        if let Some(cb) = &r.recording_status_callback {
+            let status = RecordingStatus {
+                account_sid: self.setup.account_sid.clone(),
+                call_sid: self.setup.call_sid.clone(),
+                recording_sid,
+                recording_url: url.clone(),
+                recording_status: "completed".into(),
+                recording_duration: Some(length),
+                recording_channels: Some(1),
+                recording_source: Some("RecordVerb".into()),
+                error_code: None,
+            };
+            self.callback(
+                &resolve(doc_url, cb),
+                Method::Post,
+                status.to_params(),
+                "recording status",
+            )
+            .await;
+        }
+        let result = RecordResult {
+            call: self.call_params(CallStatus::InProgress),
+            recording_url: url,
+            recording_duration: Some(length),
+            digits: Some("hangup".into()),
+        };
+        Next::Fetch {
+            method: r.method.unwrap_or(Method::Post),
+            url: resolve(doc_url, r.action.as_deref().unwrap_or(doc_url)),
+            params: result.to_params(),
+            purpose: "record action",
+        }
+    }
+}
