@@ -690,6 +690,9 @@ fn convert_company(
     }
 }
 
+/// Resolves a step reference: (reporter, field name, step name, reference) → index.
+type StepLookup<'a> = dyn Fn(&mut Reporter, &str, &str, &Spanned<String>) -> Option<StepId> + 'a;
+
 type Resolver<'a> = dyn Fn(&mut Reporter, &Spanned<String>) -> Option<PhoneNumber> + 'a;
 
 fn convert_flow(
@@ -800,7 +803,7 @@ fn convert_step(
     span: Range<usize>,
     s: RawStep,
     r: &mut Reporter,
-    lookup: &dyn Fn(&mut Reporter, &str, &str, &Spanned<String>) -> Option<StepId>,
+    lookup: &StepLookup,
     resolve: &Resolver,
     recording: &RecordingPolicy,
 ) -> Option<Action> {

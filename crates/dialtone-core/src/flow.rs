@@ -203,10 +203,11 @@ impl Flow {
         }
         if !allow_recording_without_notice {
             for (id, step) in self.steps.iter().enumerate() {
-                if matches!(step.action, Action::Record { .. }) && reachable.contains(&id) {
-                    if let Some(path) = self.path_avoiding_notices(id) {
-                        problems.push(FlowProblem::RecordingWithoutNotice { record: id, path });
-                    }
+                if matches!(step.action, Action::Record { .. })
+                    && reachable.contains(&id)
+                    && let Some(path) = self.path_avoiding_notices(id)
+                {
+                    problems.push(FlowProblem::RecordingWithoutNotice { record: id, path });
                 }
             }
         }

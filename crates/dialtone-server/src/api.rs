@@ -14,7 +14,7 @@ use dialtone_core::event::Outcome;
 use dialtone_store::{ApiKey, CallQuery};
 use serde_json::json;
 
-use crate::AppState;
+use crate::{AppState, telemetry};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -119,12 +119,10 @@ async fn list_calls(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let outcome = params.get("outcome").filter(|v| !v.is_empty()).cloned();
-    if let Some(o) = &outcome {
-        if Outcome::parse(o).is_none() {
-            return Err(bad(format!(
-                "`outcome` must be one of in_progress, answered, voicemail, missed, failed, not `{o}`"
-            )));
-        }
+    if let Some(o) = outcome.as_ref().filter(|o| Outcome::parse(o).is_none()) {
+        return Err(bad(format!(
+            "`outcome` must be one of in_progress, answered, voicemail, missed, failed, not `{o}`"
+        )));
     }
     let query = CallQuery {
         account: key.account,
@@ -136,10 +134,10 @@ async fn list_calls(
         page: number(&params, "page", 1, u32::MAX)?,
         per_page: number(&params, "per_page", 100, 250)?,
     };
-    if let (Some(s), Some(e)) = (query.start_date, query.end_date) {
-        if e < s {
-            return Err(bad("`end_date` is before `start_date`"));
-        }
+    if let (Some(s), Some(e)) = (query.start_date, query.end_date)
+        && e < s
+    {
+        return Err(bad("`end_date` is before `start_date`"));
     }
     let page = state.store.calls(query).await.map_err(internal)?;
     Ok(Json(page).into_response())
@@ -205,12 +203,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             .into_response();
     };
     let w = state.store.stats();
-    metrics::gauge!("dialtone_call_log_events_written").set(w.events as f64);
-    metrics::gauge!("dialtone_call_log_commits").set(w.commits as f64);
-    metrics::gauge!("dialtone_call_log_failed_commits").set(w.failed_commits as f64);
-    metrics::gauge!("dialtone_call_log_spooled_events").set(w.spooled as f64);
-    let config = state.config.load();
-    metrics::gauge!("dialtone_tracking_numbers").set(config.tracking_numbers() as f64);
+    metrics::counter!(telemetry::LOG_EVENTS).absolute(w.events);
+    metrics::counter!(telemetry::LOG_COMMITS).absolute(w.commits);
+    metrics::counter!(telemetry::LOG_FAILED_COMMITS).absolute(w.failed_commits);
+    metrics::gauge!(telemetry::LOG_SPOOLED).set(w.spooled as f64);
+    metrics::gauge!(telemetry::TRACKING_NUMBERS).set(state.config.load().tracking_numbers() as f64);
     (
         [(
             header::CONTENT_TYPE,

@@ -9,6 +9,13 @@ pub const WEBHOOK_SECONDS: &str = "dialtone_webhook_duration_seconds";
 pub const WEBHOOK_REQUESTS: &str = "dialtone_webhook_requests_total";
 pub const LEGS: &str = "dialtone_legs_total";
 pub const CALLS_RECEIVED: &str = "dialtone_calls_received_total";
+/// Emitted by the store when a call ends.
+pub const CALLS: &str = "dialtone_calls_total";
+pub const LOG_EVENTS: &str = "dialtone_call_log_events_total";
+pub const LOG_COMMITS: &str = "dialtone_call_log_commits_total";
+pub const LOG_FAILED_COMMITS: &str = "dialtone_call_log_failed_commits_total";
+pub const LOG_SPOOLED: &str = "dialtone_call_log_spooled_events";
+pub const TRACKING_NUMBERS: &str = "dialtone_tracking_numbers";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -39,7 +46,24 @@ pub fn install() -> Option<PrometheusHandle> {
                 "Outbound legs that ended, by the carrier's final status."
             );
             metrics::describe_counter!(CALLS_RECEIVED, "Inbound calls received, by routing.");
-            metrics::describe_counter!("dialtone_calls_total", "Calls that ended, by outcome.");
+            metrics::describe_counter!(CALLS, "Calls that ended, by outcome.");
+            metrics::describe_counter!(LOG_EVENTS, "Call log events committed.");
+            metrics::describe_counter!(
+                LOG_COMMITS,
+                "Call log transactions committed (each holds many appends)."
+            );
+            metrics::describe_counter!(
+                LOG_FAILED_COMMITS,
+                "Call log commits that failed and were spooled for retry."
+            );
+            metrics::describe_gauge!(
+                LOG_SPOOLED,
+                "Call log events waiting in memory for a retry after a failed commit."
+            );
+            metrics::describe_gauge!(
+                TRACKING_NUMBERS,
+                "Tracking numbers in the running configuration."
+            );
             Some(handle)
         })
         .clone()

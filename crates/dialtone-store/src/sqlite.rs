@@ -68,16 +68,14 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
 
 impl SqliteStore {
     pub fn open(path: &str) -> Result<Self, StoreError> {
-        if let Some(dir) = Path::new(path)
+        let dir = Path::new(path)
             .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            if !dir.exists() {
-                return Err(StoreError::Invalid(format!(
-                    "directory {} does not exist",
-                    dir.display()
-                )));
-            }
+            .filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir.filter(|d| !d.exists()) {
+            return Err(StoreError::Invalid(format!(
+                "directory {} does not exist",
+                dir.display()
+            )));
         }
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
@@ -358,13 +356,22 @@ fn project(
                 s.status.as_str(),
                 "completed" | "busy" | "failed" | "no-answer" | "canceled"
             );
+            let was_open: bool = conn
+                .prepare_cached("SELECT ended_at IS NULL FROM calls WHERE sid = ?1")?
+                .query_row([sid], |r| r.get(0))
+                .optional()?
+                .unwrap_or(false);
             conn.prepare_cached(
                 "UPDATE calls SET status = ?2, duration_s = coalesce(?3, duration_s),
                     ended_at = CASE WHEN ?4 THEN coalesce(ended_at, ?5) ELSE ended_at END
                  WHERE sid = ?1",
             )?
             .execute(params![sid, s.status, s.duration_s, ended, at])?;
-            refresh_outcome(conn, sid)?;
+            let outcome = refresh_outcome(conn, sid)?;
+            // Counted once, when the call ends (a voicemail arriving later does not recount it).
+            if let (true, true, Some(o)) = (was_open, ended, outcome) {
+                metrics::counter!("dialtone_calls_total", "outcome" => o.as_str()).increment(1);
+            }
         }
     }
     Ok(())
@@ -372,13 +379,13 @@ fn project(
 
 /// Outcome is derived in one place (`Outcome::at_end`) from what the call row knows so far, so
 /// callbacks may arrive in any order (a voicemail's recording often comes after the call ended).
-fn refresh_outcome(conn: &Connection, sid: &str) -> Result<(), rusqlite::Error> {
+fn refresh_outcome(conn: &Connection, sid: &str) -> Result<Option<Outcome>, rusqlite::Error> {
     let row: Option<(Option<String>, Option<String>, bool, bool)> = conn
         .prepare_cached("SELECT status, ended_at, answered, voicemail FROM calls WHERE sid = ?1")?
         .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
     let Some((status, ended_at, answered, voicemail)) = row else {
-        return Ok(());
+        return Ok(None);
     };
     let outcome = match (ended_at, status) {
         (Some(_), Some(status)) => Outcome::at_end(&status, answered, voicemail),
@@ -387,7 +394,7 @@ fn refresh_outcome(conn: &Connection, sid: &str) -> Result<(), rusqlite::Error> 
     };
     conn.prepare_cached("UPDATE calls SET outcome = ?2 WHERE sid = ?1")?
         .execute(params![sid, outcome.as_str()])?;
-    Ok(())
+    Ok(Some(outcome))
 }
 
 const CALL_COLUMNS: &str = "sid, answered, duration_s, started_at, ended_at, tracking_number, answered_by, caller,

@@ -70,27 +70,33 @@ fn open(e: &BytesStart) -> Result<Element, ParseError> {
     })
 }
 
+/// Puts a finished element under its parent, or makes it the root.
+fn attach(
+    stack: &mut [Element],
+    root: &mut Option<Element>,
+    el: Element,
+) -> Result<(), ParseError> {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(Node::Element(el)),
+        None if root.is_none() => *root = Some(el),
+        None => return Err(ParseError::Xml("more than one root element".into())),
+    }
+    Ok(())
+}
+
 fn tree(xml: &str) -> Result<Element, ParseError> {
     let mut reader = Reader::from_str(xml);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
-    let mut attach = |stack: &mut Vec<Element>, el: Element| -> Result<(), ParseError> {
-        match stack.last_mut() {
-            Some(parent) => parent.children.push(Node::Element(el)),
-            None if root.is_none() => root = Some(el),
-            None => return Err(ParseError::Xml("more than one root element".into())),
-        }
-        Ok(())
-    };
     loop {
         match reader.read_event().map_err(xml_err)? {
             Event::Start(e) => stack.push(open(&e)?),
-            Event::Empty(e) => attach(&mut stack, open(&e)?)?,
+            Event::Empty(e) => attach(&mut stack, &mut root, open(&e)?)?,
             Event::End(_) => {
                 let el = stack
                     .pop()
                     .ok_or_else(|| ParseError::Xml("unbalanced end tag".into()))?;
-                attach(&mut stack, el)?;
+                attach(&mut stack, &mut root, el)?;
             }
             Event::Text(t) => {
                 let text = t.unescape().map_err(xml_err)?.into_owned();
@@ -117,7 +123,6 @@ fn tree(xml: &str) -> Result<Element, ParseError> {
             stack[stack.len() - 1].name
         )));
     }
-    drop(attach);
     root.ok_or_else(|| ParseError::Xml("empty document".into()))
 }
 

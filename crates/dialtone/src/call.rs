@@ -132,17 +132,12 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
         );
     }
     // The very first request not reaching the server is a usage error, not a call outcome.
-    if let Some(first) = transcript
-        .steps
-        .iter()
-        .find(|s| matches!(s.kind, StepKind::Request { .. }))
-    {
-        if let StepKind::Request {
-            status: None, url, ..
-        } = &first.kind
-        {
-            bail!("could not reach {url}: is `dialtone serve` running there?");
-        }
+    let first = transcript.steps.iter().find_map(|s| match &s.kind {
+        StepKind::Request { status, url, .. } => Some((status, url)),
+        _ => None,
+    });
+    if let Some((None, url)) = first {
+        bail!("could not reach {url}: is `dialtone serve` running there?");
     }
     Ok(())
 }

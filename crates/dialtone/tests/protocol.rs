@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use dialtone_core::demo;
 
-fn params(p: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+fn params<'a>(p: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     p.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
