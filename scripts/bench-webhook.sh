@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Benchmarks dialtone's inbound-call webhook against a bare axum responder, side by side in one
-# run (shared/benchmarking.md): alternating A B A B closed-loop runs, then a fixed-rate run for
-# latency; server CPU per request from /proc/PID/stat. Durable logging is on (SQLite, WAL,
-# synchronous=FULL): every request is a distinct call whose event is committed before the answer.
+# run (method: the team's shared/benchmarking.md):
+# - closed loop with wrk (-t2 -c64), rounds alternating bare / dialtone, every request a distinct
+#   signed call (pre-signed by `loadgen --write-requests`, cycled by scripts/bench/inbound.lua);
+# - server CPU per request from utime+stime in /proc/PID/stat, independent of core sharing;
+# - latency from a fixed-rate open-loop run (`loadgen --rate`, latency measured from when each
+#   request was due).
+# dialtone runs with durable logging on: SQLite WAL, synchronous=FULL (fsync per group commit).
 #
-#   bash scripts/bench-webhook.sh [ROUNDS=3] [SECONDS=10] [RATE=2000]
+#   bash scripts/bench-webhook.sh [ROUNDS=3] [SECONDS=10] [RATE=2000] [DATABASE_OPTIONS]
+# e.g. DATABASE_OPTIONS="?synchronous=normal" to measure without fsync.
 # Results: printed, and written to bench-results/webhook-<timestamp>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-3}; seconds=${2:-10}; rate=${3:-2000}; conns=64
+rounds=${1:-3}; seconds=${2:-10}; rate=${3:-2000}; dbopts=${4:-}; conns=64
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { echo "needs wrk (Debian package wrk)"; exit 1; }; }
 cargo build --release -q -p dialtone -p dialtone-server --examples --bins
 bin=target/release; ex=target/release/examples
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -27,50 +33,69 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, in clock tic
 ticks=$(getconf CLK_TCK)
 
 start bare "$ex/bare_responder" 127.0.0.1:0
-start dialtone "$bin/dialtone" serve --demo --listen 127.0.0.1:0 --database "sqlite://$work/bench.db"
-
-run() { # name, extra loadgen flags → JSON line with cpu_us_per_request added
-  local name=$1; shift
-  local url_var="URL_$name" pid_var="PID_$name"
-  local before; before=$(cpu "${!pid_var}")
-  local out; out=$("$ex/loadgen" --url "${!url_var}/twilio/voice" --seconds "$seconds" "$@")
-  local after; after=$(cpu "${!pid_var}")
-  python3 -c "import json,sys; r=json.loads(sys.argv[1]); r['server']=sys.argv[2]; r['cpu_us_per_request']=round((int(sys.argv[4])-int(sys.argv[3]))/int(sys.argv[5])*1e6/max(r['requests'],1),2); print(json.dumps(r))" "$out" "$name" "$before" "$after" "$ticks"
-}
+start dialtone "$bin/dialtone" serve --demo --listen 127.0.0.1:0 --database "sqlite://$work/bench.db$dbopts"
+for name in bare dialtone; do
+  url_var="URL_$name"
+  "$ex/loadgen" --url "${!url_var}/twilio/voice" --write-requests "$work/$name.tsv" --count 50000
+done
 
 results="$work/results.jsonl"
-"$ex/loadgen" --url "$URL_bare/twilio/voice" --seconds 2 --connections $conns >/dev/null   # warm up
-"$ex/loadgen" --url "$URL_dialtone/twilio/voice" --seconds 2 --connections $conns >/dev/null
+closed() { # name → one JSON line
+  local name=$1 url_var="URL_$1" pid_var="PID_$1"
+  local before; before=$(cpu "${!pid_var}")
+  local out; out=$(wrk -t2 -c$conns -d"${seconds}s" -s scripts/bench/inbound.lua "${!url_var}/twilio/voice" -- "$work/$name.tsv")
+  local after; after=$(cpu "${!pid_var}")
+  python3 - "$name" "$before" "$after" "$ticks" <<PY >>"$results"
+import json, re, sys
+out = """$out"""
+name, before, after, ticks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+reqs = int(re.search(r"(\d+) requests in", out).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+errors = re.search(r"Socket errors: .*", out)
+print(json.dumps({"mode": "closed", "server": name, "requests": reqs, "rps": rps,
+                  "errors": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(0) if errors else None,
+                  "cpu_us_per_request": round((after - before) / ticks * 1e6 / max(reqs, 1), 2)}))
+PY
+}
+fixed_rate() { # name → one JSON line
+  local name=$1 url_var="URL_$1"
+  "$ex/loadgen" --url "${!url_var}/twilio/voice" --seconds "$seconds" --rate "$rate" | sed "s/^{/{\"mode\":\"rate\",\"server\":\"$name\",/" >>"$results"
+}
+
+wrk -t2 -c$conns -d2s -s scripts/bench/inbound.lua "$URL_bare/twilio/voice" -- "$work/bare.tsv" >/dev/null   # warm up
+wrk -t2 -c$conns -d2s -s scripts/bench/inbound.lua "$URL_dialtone/twilio/voice" -- "$work/dialtone.tsv" >/dev/null
 for r in $(seq "$rounds"); do
-  echo "round $r/$rounds: closed loop, $conns connections, ${seconds}s each" >&2
-  run bare --connections $conns | sed 's/^{/{"mode":"closed",/' >>"$results"
-  run dialtone --connections $conns | sed 's/^{/{"mode":"closed",/' >>"$results"
+  echo "round $r/$rounds: wrk -t2 -c$conns, ${seconds}s each" >&2
+  closed bare
+  closed dialtone
 done
 echo "fixed rate: $rate req/s, ${seconds}s each" >&2
-run bare --rate "$rate" | sed 's/^{/{"mode":"rate",/' >>"$results"
-run dialtone --rate "$rate" | sed 's/^{/{"mode":"rate",/' >>"$results"
+fixed_rate bare
+fixed_rate dialtone
 
 out="bench-results/webhook-$(date -u +%Y%m%dT%H%M%SZ).json"
-python3 - "$results" "$out" <<'PY'
+python3 - "$results" "$out" "$dbopts" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def med(server, mode, key):
     vals = [r[key] for r in rows if r["server"] == server and r["mode"] == mode]
     return statistics.median(vals) if vals else float("nan")
-summary = {
+s = {
+    "database_options": sys.argv[3] or "synchronous=full (default)",
     "closed_loop_rps": {"bare": med("bare", "closed", "rps"), "dialtone": med("dialtone", "closed", "rps")},
     "cpu_us_per_request": {"bare": med("bare", "closed", "cpu_us_per_request"), "dialtone": med("dialtone", "closed", "cpu_us_per_request")},
-    "fixed_rate_latency_ms": {s: {"p50": med(s, "rate", "p50_ms"), "p99": med(s, "rate", "p99_ms")} for s in ("bare", "dialtone")},
-    "errors": sum(r["errors"] for r in rows),
+    "fixed_rate_latency_ms": {srv: {"p50": med(srv, "rate", "p50_ms"), "p99": med(srv, "rate", "p99_ms")} for srv in ("bare", "dialtone")},
+    "errors": sum(r.get("errors", 0) for r in rows),
 }
-summary["throughput_ratio"] = round(summary["closed_loop_rps"]["dialtone"] / summary["closed_loop_rps"]["bare"], 3)
-json.dump({"summary": summary, "runs": rows}, open(sys.argv[2], "w"), indent=2)
-s = summary
+s["throughput_ratio"] = round(s["closed_loop_rps"]["dialtone"] / s["closed_loop_rps"]["bare"], 3)
+json.dump({"summary": s, "runs": rows}, open(sys.argv[2], "w"), indent=2)
+print(f"database: {s['database_options']}")
 print(f"closed loop (median of rounds): bare {s['closed_loop_rps']['bare']:.0f} req/s, dialtone {s['closed_loop_rps']['dialtone']:.0f} req/s, ratio {s['throughput_ratio']:.2f}")
 print(f"server CPU per request: bare {s['cpu_us_per_request']['bare']:.1f} us, dialtone {s['cpu_us_per_request']['dialtone']:.1f} us")
 for srv in ("bare", "dialtone"):
     l = s["fixed_rate_latency_ms"][srv]
     print(f"fixed rate latency {srv}: p50 {l['p50']:.2f} ms, p99 {l['p99']:.2f} ms")
-print(f"errors: {s['errors']}")
+print(f"errors (non-2xx and failed requests): {s['errors']}")
 print(f"written to {sys.argv[2]}")
 PY

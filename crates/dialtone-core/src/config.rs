@@ -33,7 +33,8 @@ pub struct Config {
     pub accounts: Vec<Account>,
     pub companies: Vec<Company>,
     /// Tracking number → (company index, tracker index).
-    numbers: HashMap<PhoneNumber, (usize, usize)>,
+    /// Keyed by the E.164 text so a webhook's `To` is looked up without parsing or allocating.
+    numbers: HashMap<String, (usize, usize)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,8 +111,7 @@ pub struct TrackerRef<'a> {
 
 impl Config {
     pub fn tracker_for(&self, number: &str) -> Option<TrackerRef<'_>> {
-        let number = PhoneNumber::parse(number).ok()?;
-        let &(c, t) = self.numbers.get(&number)?;
+        let &(c, t) = self.numbers.get(number)?;
         let company = &self.companies[c];
         let tracker = &company.trackers[t];
         Some(TrackerRef {
@@ -459,12 +459,12 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
     }
 
     let mut companies = Vec::new();
-    let mut numbers: HashMap<PhoneNumber, (usize, usize)> = HashMap::new();
+    let mut numbers: HashMap<String, (usize, usize)> = HashMap::new();
     for (ci, c) in raw.companies.into_iter().enumerate() {
         let company = convert_company(c.into_inner(), r, &carrier_accounts, &accounts, &companies);
         for (ti, t) in company.trackers.iter().enumerate() {
             for n in &t.numbers {
-                if let Some(&(oc, ot)) = numbers.get(n) {
+                if let Some(&(oc, ot)) = numbers.get(n.as_str()) {
                     let other: &Company = if oc == ci { &company } else { &companies[oc] };
                     r.at(
                         None,
@@ -474,7 +474,7 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
                         ),
                     );
                 } else {
-                    numbers.insert(n.clone(), (ci, ti));
+                    numbers.insert(n.to_string(), (ci, ti));
                 }
             }
         }

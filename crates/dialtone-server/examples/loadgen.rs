@@ -19,6 +19,9 @@ struct Args {
     connections: usize,
     rate: Option<f64>,
     seconds: f64,
+    /// Write `signature<TAB>body` lines for wrk instead of sending.
+    write_requests: Option<String>,
+    count: usize,
 }
 
 fn parse_args() -> Args {
@@ -30,6 +33,8 @@ fn parse_args() -> Args {
         connections: 64,
         rate: None,
         seconds: 10.0,
+        write_requests: None,
+        count: 50_000,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -42,6 +47,8 @@ fn parse_args() -> Args {
             "--connections" => a.connections = v.parse().expect("--connections N"),
             "--rate" => a.rate = Some(v.parse().expect("--rate R")),
             "--seconds" => a.seconds = v.parse().expect("--seconds S"),
+            "--write-requests" => a.write_requests = Some(v),
+            "--count" => a.count = v.parse().expect("--count N"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -84,6 +91,16 @@ fn signed_request(a: &Args, i: usize) -> (String, String) {
 #[tokio::main]
 async fn main() {
     let args = parse_args();
+    if let Some(path) = &args.write_requests {
+        use std::io::Write;
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(path).expect("create requests file"));
+        for i in 0..args.count {
+            let (body, signature) = signed_request(&args, i);
+            writeln!(out, "{signature}\t{body}").expect("write requests file");
+        }
+        return;
+    }
     let expected = match args.rate {
         Some(r) => (r * args.seconds) as usize + 1,
         None => 400_000,

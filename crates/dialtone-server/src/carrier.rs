@@ -243,9 +243,45 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         .tracker_for(&call.to)
         .filter(|t| t.carrier.account_sid == call.account_sid);
     let Some(t) = tracker else {
+        // Still a call: logged (under no account, so no API key sees it) for the operator.
         tracing::warn!(call_sid = %call.call_sid, "call to a number dialtone does not track");
-        observe("voice", "unknown_number", req.received);
-        return xml(&engine::not_in_service());
+        metrics::counter!(CALLS_RECEIVED, "routing" => "unknown_number").increment(1);
+        let event = Event {
+            call_sid: call.call_sid.clone(),
+            at: now,
+            body: EventBody::CallReceived(event::CallReceived {
+                account: String::new(),
+                company: String::new(),
+                tracker: String::new(),
+                tracker_kind: String::new(),
+                carrier_account_sid: call.account_sid.clone(),
+                tracking_number: call.to.clone(),
+                caller: call.from.clone(),
+                forwarded_from: call.forwarded_from.clone(),
+                caller_name: call.caller_name.clone(),
+                flow: String::new(),
+                answer: Answer {
+                    answered_at: Some(state.clock.now()),
+                    reason: Some("number not tracked".into()),
+                    ..Default::default()
+                },
+            }),
+        };
+        let batch = Batch {
+            events: vec![event],
+            turns: vec![],
+        };
+        let doc = engine::not_in_service();
+        return durable_then(
+            &state,
+            "voice",
+            req.received,
+            &call.call_sid,
+            batch,
+            &doc,
+            None,
+        )
+        .await;
     };
     let engine_call = Call {
         company: t.company,

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -160,29 +160,51 @@ pub struct WriterStats {
 
 /// Opens the store a database URL names, creating and migrating it if needed.
 pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if let Some(path) = url
+    if let Some(rest) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
     {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         }
-        return Ok(Arc::new(SqliteStore::open(path)?));
+        let mut options = SqliteOptions::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("synchronous", "full")) => options.fsync_every_commit = true,
+                Some(("synchronous", "normal")) => options.fsync_every_commit = false,
+                _ => {
+                    return Err(StoreError::Invalid(format!(
+                        "unknown database option `{pair}` (sqlite supports synchronous=full|normal)"
+                    )));
+                }
+            }
+        }
+        return Ok(Arc::new(SqliteStore::open(path, options)?));
     }
     Err(StoreError::UnsupportedUrl(url.to_owned()))
 }
 
 /// How keys are kept: hex SHA-256.
 pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Timestamps are stored as fixed-width RFC 3339 UTC text, so text order is time order.
 pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    // Written field by field: chrono's format strings are parsed anew on every call.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() / 1000 % 1_000_000
+    )
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dialtone_core::event::{EventBody, Outcome};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -45,11 +45,33 @@ pub struct SqliteStore {
     counters: Arc<Counters>,
 }
 
-fn connect(path: &str) -> Result<Connection, rusqlite::Error> {
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteOptions {
+    /// `synchronous = FULL` (the default): every commit is fsynced, so an acknowledged event
+    /// survives a power cut. `false` (`NORMAL`) survives a crash or `kill -9` of the process,
+    /// not a power cut, for less I/O per commit.
+    pub fsync_every_commit: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            fsync_every_commit: true,
+        }
+    }
+}
+
+fn connect(path: &str, options: SqliteOptions) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let synchronous = if options.fsync_every_commit {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
@@ -67,7 +89,7 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
 }
 
 impl SqliteStore {
-    pub fn open(path: &str) -> Result<Self, StoreError> {
+    pub fn open(path: &str, options: SqliteOptions) -> Result<Self, StoreError> {
         let dir = Path::new(path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty());
@@ -77,10 +99,10 @@ impl SqliteStore {
                 dir.display()
             )));
         }
-        let mut conn = connect(path)?;
+        let mut conn = connect(path, options)?;
         migrate(&mut conn)?;
         let readers = (0..READERS)
-            .map(|_| connect(path).map(|c| Arc::new(Mutex::new(c))))
+            .map(|_| connect(path, options).map(|c| Arc::new(Mutex::new(c))))
             .collect::<Result<_, _>>()?;
         let (tx, rx) = flume::bounded::<Append>(65_536);
         let counters = Arc::new(Counters::default());
@@ -178,29 +200,72 @@ fn write_loop(mut conn: Connection, rx: flume::Receiver<Append>, counters: &Coun
     }
 }
 
+/// Writes everything in one transaction (one fsync for all). If the database refuses one append
+/// (a constraint, a value it cannot store), rolls back and writes each append on its own, so
+/// only that one fails. Other errors (disk full, I/O) fail the whole commit: the caller spools.
 fn commit(
     conn: &mut Connection,
     retry: &[Batch],
     work: &mut [Append],
 ) -> Result<Vec<Result<(), StoreError>>, rusqlite::Error> {
-    let mut tx = conn.transaction()?;
+    match all_in_one(conn, retry, work) {
+        Ok(()) => return Ok(work.iter().map(|_| Ok(())).collect()),
+        Err(e) if !refused(&e) => return Err(e),
+        Err(e) => tracing::warn!(error = %e, "an append was refused; writing appends one by one"),
+    }
     for b in retry {
-        if let Err(e) = apply_in_savepoint(&mut tx, b) {
+        if let Err(e) = alone(conn, b) {
+            if !refused(&e) {
+                return Err(e);
+            }
             tracing::error!(error = %e, "dropping a spooled batch the database refuses");
         }
     }
-    let results = work
-        .iter()
-        .map(|a| apply_in_savepoint(&mut tx, &a.batch).map_err(StoreError::from))
-        .collect();
-    tx.commit()?;
+    let mut results = Vec::with_capacity(work.len());
+    for a in work.iter() {
+        match alone(conn, &a.batch) {
+            Ok(()) => results.push(Ok(())),
+            Err(e) if refused(&e) => results.push(Err(StoreError::from(e))),
+            Err(e) => return Err(e),
+        }
+    }
     Ok(results)
 }
 
-fn apply_in_savepoint(tx: &mut Transaction, batch: &Batch) -> Result<(), rusqlite::Error> {
-    let sp = tx.savepoint()?;
-    apply(&sp, batch)?;
-    sp.commit()
+fn all_in_one(
+    conn: &mut Connection,
+    retry: &[Batch],
+    work: &[Append],
+) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    for b in retry {
+        apply(&tx, b)?;
+    }
+    for a in work {
+        apply(&tx, &a.batch)?;
+    }
+    tx.commit()
+}
+
+fn alone(conn: &mut Connection, batch: &Batch) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    apply(&tx, batch)?;
+    tx.commit()
+}
+
+/// The database said no to the data itself, as opposed to failing to write.
+fn refused(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => matches!(
+            f.code,
+            ConstraintViolation | TypeMismatch | TooBig | ApiMisuse
+        ),
+        rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::InvalidParameterCount(..) => {
+            true
+        }
+        _ => false,
+    }
 }
 
 fn apply(conn: &Connection, batch: &Batch) -> Result<(), rusqlite::Error> {

@@ -151,5 +151,15 @@ async fn unknown_numbers_hear_not_in_service() {
         body.contains("not in service") && body.contains("<Hangup/>"),
         "{body}"
     );
+    // No account sees it, but the operator's log has it.
     assert!(server.calls().await.is_empty());
+    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let logged: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM calls WHERE sid = ?1 AND account = '' AND tracking_number = '+14045550999'",
+            [sid("CA", 5)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(logged, 1);
 }
