@@ -269,14 +269,18 @@ fn refused(e: &rusqlite::Error) -> bool {
 }
 
 fn apply(conn: &Connection, batch: &Batch) -> Result<(), rusqlite::Error> {
-    let mut insert = conn
-        .prepare_cached("INSERT INTO events (call_sid, at, kind, body) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (call_sid, call_id, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut call_id = conn.prepare_cached("SELECT rowid FROM calls WHERE sid = ?1")?;
     for e in &batch.events {
         let body = serde_json::to_string(&e.body)
             .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
         let at = timestamp(e.at);
-        insert.execute(params![e.call_sid, at, kind_of(&e.body), body])?;
+        // The call row first (a CallReceived creates it), so the event can carry its rowid.
         project(conn, &e.call_sid, &at, &e.body)?;
+        let id: Option<i64> = call_id.query_row([&e.call_sid], |r| r.get(0)).optional()?;
+        insert.execute(params![e.call_sid, id, at, kind_of(&e.body), body])?;
     }
     let mut turn = conn.prepare_cached(
         "INSERT INTO round_robin (key, turns) VALUES (?1, ?2)
@@ -593,7 +597,8 @@ impl Store for SqliteStore {
             };
             call.legs = legs_of(conn, &sid)?;
             let mut stmt = conn.prepare_cached(
-                "SELECT at, kind, body FROM events WHERE call_sid = ?1 ORDER BY id",
+                "SELECT at, kind, body FROM events
+                 WHERE call_id = (SELECT rowid FROM calls WHERE sid = ?1) ORDER BY id",
             )?;
             let timeline = stmt
                 .query_map([&sid], |r| {

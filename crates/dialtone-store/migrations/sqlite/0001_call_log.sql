@@ -1,15 +1,19 @@
 -- The call log: events are the record; calls and legs are projections kept in the same transaction.
+-- Events point at their call by the call row's rowid, not by sid: sids are random, so an index
+-- on them dirties a random page per event, while rowids grow and their index only appends.
 CREATE TABLE events (
     id        INTEGER PRIMARY KEY,
     call_sid  TEXT NOT NULL,
+    call_id   INTEGER,
     at        TEXT NOT NULL,
     kind      TEXT NOT NULL,
     body      TEXT NOT NULL
 );
-CREATE INDEX events_by_call ON events (call_sid, id);
+CREATE INDEX events_by_call ON events (call_id, id);
 
 CREATE TABLE calls (
-    sid                   TEXT PRIMARY KEY,
+    id                    INTEGER PRIMARY KEY,
+    sid                   TEXT NOT NULL UNIQUE,
     account               TEXT NOT NULL,
     company               TEXT NOT NULL,
     tracker               TEXT NOT NULL,
