@@ -94,6 +94,13 @@ fn child_sid(parent: &str, k: u32) -> String {
     )
 }
 
+/// A recording the carrier made: `n` seeds its sid.
+struct Recording {
+    n: u128,
+    duration_s: u32,
+    voicemail: bool,
+}
+
 enum Next {
     /// Fetch this document and run it.
     Fetch {
@@ -523,7 +530,12 @@ impl<T: Transport> Session<'_, T> {
             .targets
             .iter()
             .filter_map(|t| match t {
-                DialTarget::Number(n) => Some(n.clone()),
+                // Callback and whisper URLs may be relative to the document.
+                DialTarget::Number(n) => Some(twiml::Number {
+                    status_callback: n.status_callback.as_ref().map(|u| resolve(doc_url, u)),
+                    url: n.url.as_ref().map(|u| resolve(doc_url, u)),
+                    ..n.clone()
+                }),
                 DialTarget::Bare(n) => Some(twiml::Number {
                     number: n.clone(),
                     ..Default::default()
@@ -631,40 +643,16 @@ impl<T: Transport> Session<'_, T> {
                 result.dial_call_duration = Some(talk);
                 result.dial_bridged = Some(true);
                 if d.record.is_some_and(|r| r != DialRecord::DoNotRecord) {
-                    let recording_sid = sid(
-                        "RE",
-                        u128::from_str_radix(&leg.call_sid[2..], 16).unwrap_or(0),
-                    );
-                    let url = format!(
-                        "https://carrier.invalid/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
-                        self.setup.account_sid
-                    );
-                    self.note(StepKind::Recorded {
-                        url: url.clone(),
+                    let n = u128::from_str_radix(&leg.call_sid[2..], 16).unwrap_or(0);
+                    let recording = Recording {
+                        n,
                         duration_s: talk,
                         voicemail: false,
-                    });
-                    result.recording_url = Some(url.clone());
-                    if let Some(cb) = &d.recording_status_callback {
-                        let status = RecordingStatus {
-                            account_sid: self.setup.account_sid.clone(),
-                            call_sid: self.setup.call_sid.clone(),
-                            recording_sid,
-                            recording_url: url,
-                            recording_status: "completed".into(),
-                            recording_duration: Some(talk),
-                            recording_channels: Some(2),
-                            recording_source: Some("DialVerb".into()),
-                            error_code: None,
-                        };
-                        self.callback(
-                            &resolve(doc_url, cb),
-                            Method::Post,
-                            status.to_params(),
-                            "recording status",
-                        )
+                    };
+                    let url = self
+                        .recorded(recording, d.recording_status_callback.as_deref(), doc_url)
                         .await;
-                    }
+                    result.recording_url = Some(url);
                 }
             }
             None => {
@@ -691,6 +679,47 @@ impl<T: Transport> Session<'_, T> {
             },
             None => Next::Continue,
         }
+    }
+
+    /// A finished recording: noted, and reported to `callback` if the document asked. Returns
+    /// its URL.
+    async fn recorded(&mut self, rec: Recording, callback: Option<&str>, doc_url: &str) -> String {
+        let recording_sid = sid("RE", rec.n);
+        let url = format!(
+            "https://carrier.invalid/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
+            self.setup.account_sid
+        );
+        self.note(StepKind::Recorded {
+            url: url.clone(),
+            duration_s: rec.duration_s,
+            voicemail: rec.voicemail,
+        });
+        if let Some(cb) = callback {
+            let (channels, source) = if rec.voicemail {
+                (1, "RecordVerb")
+            } else {
+                (2, "DialVerb")
+            };
+            let status = RecordingStatus {
+                account_sid: self.setup.account_sid.clone(),
+                call_sid: self.setup.call_sid.clone(),
+                recording_sid,
+                recording_url: url.clone(),
+                recording_status: "completed".into(),
+                recording_duration: Some(rec.duration_s),
+                recording_channels: Some(channels),
+                recording_source: Some(source.into()),
+                error_code: None,
+            };
+            self.callback(
+                &resolve(doc_url, cb),
+                Method::Post,
+                status.to_params(),
+                "recording status",
+            )
+            .await;
+        }
+        url
     }
 
     /// Runs the whisper document for the agent; a broken whisper does not stop the bridge.
@@ -735,37 +764,15 @@ impl<T: Transport> Session<'_, T> {
         }
         self.clock += f64::from(length);
         let n = u128::from_str_radix(self.setup.call_sid.get(2..).unwrap_or("0"), 16).unwrap_or(0);
-        let recording_sid = sid("RE", n.wrapping_add(0x5eed));
-        let url = format!(
-            "https://carrier.invalid/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
-            self.setup.account_sid
-        );
-        self.note(StepKind::Recorded {
-            url: url.clone(),
+        let recording = Recording {
+            n: n.wrapping_add(0x5eed),
             duration_s: length,
             voicemail: true,
-        });
-        self.voicemail = true;
-        if let Some(cb) = &r.recording_status_callback {
-            let status = RecordingStatus {
-                account_sid: self.setup.account_sid.clone(),
-                call_sid: self.setup.call_sid.clone(),
-                recording_sid,
-                recording_url: url.clone(),
-                recording_status: "completed".into(),
-                recording_duration: Some(length),
-                recording_channels: Some(1),
-                recording_source: Some("RecordVerb".into()),
-                error_code: None,
-            };
-            self.callback(
-                &resolve(doc_url, cb),
-                Method::Post,
-                status.to_params(),
-                "recording status",
-            )
+        };
+        let url = self
+            .recorded(recording, r.recording_status_callback.as_deref(), doc_url)
             .await;
-        }
+        self.voicemail = true;
         let result = RecordResult {
             call: self.call_params(CallStatus::InProgress),
             recording_url: url,
