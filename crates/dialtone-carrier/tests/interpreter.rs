@@ -14,8 +14,11 @@ use dialtone_twiml::Form;
 
 const TOKEN: &str = "app-token";
 
+/// A request the app received: path and query, form parameters, signature header.
+type Received = (String, Vec<(String, String)>, String);
+
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, Vec<(String, String)>, String)>>>);
+struct Seen(Arc<Mutex<Vec<Received>>>);
 
 async fn app(
     State(seen): State<Seen>,
