@@ -39,6 +39,8 @@ struct Counters {
 }
 
 pub struct SqliteStore {
+    /// Dropping it ends the checkpoint thread.
+    _stop_checkpoints: std::sync::mpsc::Sender<()>,
     writer: flume::Sender<Append>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicU64,
@@ -104,6 +106,17 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| connect(path, options).map(|c| Arc::new(Mutex::new(c))))
             .collect::<Result<_, _>>()?;
+        // Checkpoints copy the WAL back into the database file. Done by the writer (SQLite's
+        // default), every append would wait behind them; a thread of their own does them.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // The sid index takes random inserts: keep its pages in memory rather than reread them.
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        let checkpointer = connect(path, options)?;
+        let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("dialtone-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpointer, &stopped))
+            .map_err(|e| StoreError::Invalid(format!("cannot start the checkpointer: {e}")))?;
         let (tx, rx) = flume::bounded::<Append>(65_536);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
@@ -112,6 +125,7 @@ impl SqliteStore {
             .spawn(move || write_loop(conn, rx, &thread_counters))
             .map_err(|e| StoreError::Invalid(format!("cannot start the database writer: {e}")))?;
         Ok(Self {
+            _stop_checkpoints: stop_checkpoints,
             writer: tx,
             readers,
             next_reader: AtomicU64::new(0),
@@ -133,6 +147,39 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Invalid(format!("reader task failed: {e}")))?
+    }
+}
+
+/// How often the WAL is copied back into the database, and the WAL size (in 4 KiB frames) past
+/// which the checkpointer briefly holds writers back to start the WAL over.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// Passive checkpoints never block the writer or readers; if the WAL still grows past its bound
+/// (a long busy spell), a RESTART checkpoint lets it start over.
+fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
+    let checkpoint = |mode: &str| -> Result<(i64, i64), rusqlite::Error> {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get(1)?, r.get(2)?))
+        })
+    };
+    loop {
+        let last = !matches!(
+            stop.recv_timeout(CHECKPOINT_EVERY),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
+        match checkpoint("PASSIVE") {
+            Ok((frames, _)) if frames > WAL_RESTART_FRAMES => {
+                if let Err(e) = checkpoint("RESTART") {
+                    tracing::warn!(error = %e, "WAL restart checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
+        if last {
+            return;
+        }
     }
 }
 
