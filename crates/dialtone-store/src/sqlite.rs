@@ -111,6 +111,8 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // The sid index takes random inserts: keep its pages in memory rather than reread them.
         conn.pragma_update(None, "cache_size", -65_536)?;
+        // After a busy spell the WAL file is cut back to this size when it starts over.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = connect(path, options)?;
         let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
