@@ -207,6 +207,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     metrics::counter!(telemetry::LOG_COMMITS).absolute(w.commits);
     metrics::counter!(telemetry::LOG_FAILED_COMMITS).absolute(w.failed_commits);
     metrics::gauge!(telemetry::LOG_SPOOLED).set(w.spooled as f64);
+    metrics::gauge!(telemetry::LOG_UNMERGED_SIDS).set(w.unmerged_sids as f64);
     metrics::gauge!(telemetry::TRACKING_NUMBERS).set(state.config.load().tracking_numbers() as f64);
     (
         [(

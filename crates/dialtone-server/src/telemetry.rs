@@ -15,6 +15,7 @@ pub const LOG_EVENTS: &str = "dialtone_call_log_events_total";
 pub const LOG_COMMITS: &str = "dialtone_call_log_commits_total";
 pub const LOG_FAILED_COMMITS: &str = "dialtone_call_log_failed_commits_total";
 pub const LOG_SPOOLED: &str = "dialtone_call_log_spooled_events";
+pub const LOG_UNMERGED_SIDS: &str = "dialtone_call_log_unmerged_sids";
 pub const TRACKING_NUMBERS: &str = "dialtone_tracking_numbers";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -59,6 +60,10 @@ pub fn install() -> Option<PrometheusHandle> {
             metrics::describe_gauge!(
                 LOG_SPOOLED,
                 "Call log events waiting in memory for a retry after a failed commit."
+            );
+            metrics::describe_gauge!(
+                LOG_UNMERGED_SIDS,
+                "Recent calls found by sid in memory until the next merge into the sid index."
             );
             metrics::describe_gauge!(
                 TRACKING_NUMBERS,

@@ -156,6 +156,8 @@ pub struct WriterStats {
     pub failed_commits: u64,
     /// Events waiting to be retried after a failed commit.
     pub spooled: u64,
+    /// Calls whose sid is looked up in memory until the next merge into the sid index.
+    pub unmerged_sids: u64,
 }
 
 /// Opens the store a database URL names, creating and migrating it if needed.

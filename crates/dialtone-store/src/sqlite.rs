@@ -4,14 +4,14 @@
 //! wait for the writer. Every append waits for the commit of the batch it landed in, so many
 //! concurrent requests share one fsync.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dialtone_core::event::{EventBody, Outcome};
+use dialtone_core::event::{CallReceived, EventBody, Outcome};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -20,7 +20,10 @@ use crate::{
     WriterStats, hash_key, timestamp,
 };
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_call_log.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_call_log.sql"),
+    include_str!("../migrations/sqlite/0002_sid_index.sql"),
+];
 /// Appends taken into one transaction at most.
 const MAX_BATCH: usize = 1024;
 const READERS: usize = 3;
@@ -45,7 +48,21 @@ pub struct SqliteStore {
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicU64,
     counters: Arc<Counters>,
+    recent_sids: Arc<RecentSids>,
 }
+
+/// Sid -> `calls.id` for calls not yet merged into `call_sids`. Only the writer changes it, and
+/// only after a commit, so a reader that misses here finds the call in `call_sids` (a merge
+/// commits before its sids leave this map).
+type RecentSids = RwLock<HashMap<Box<str>, i64>>;
+
+/// Sids held in memory before a merge into `call_sids` starts, and sids per merge transaction.
+/// A merge of N sorted sids touches each index page at most once, where N single inserts touch
+/// about one page each; the gain shrinks as the index outgrows N (see ARCHITECTURE.md).
+const MERGE_AT: usize = 65_536;
+const MERGE_CHUNK: usize = 1024;
+/// A writer with nothing to do for this long merges whatever sids it holds.
+const MERGE_WHEN_IDLE: Duration = Duration::from_secs(1);
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy)]
@@ -103,14 +120,15 @@ impl SqliteStore {
         }
         let mut conn = connect(path, options)?;
         migrate(&mut conn)?;
+        let recent_sids = Arc::new(RwLock::new(unmerged_sids(&conn)?));
         let readers = (0..READERS)
             .map(|_| connect(path, options).map(|c| Arc::new(Mutex::new(c))))
             .collect::<Result<_, _>>()?;
         // Checkpoints copy the WAL back into the database file. Done by the writer (SQLite's
         // default), every append would wait behind them; a thread of their own does them.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // The sid index takes random inserts: keep its pages in memory rather than reread them.
-        conn.pragma_update(None, "cache_size", -65_536)?;
+        // A larger cache costs more than it saves: SQLite walks the whole cache at every commit.
+        conn.pragma_update(None, "cache_size", -2_000)?;
         // After a busy spell the WAL file is cut back to this size when it starts over.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = connect(path, options)?;
@@ -122,9 +140,10 @@ impl SqliteStore {
         let (tx, rx) = flume::bounded::<Append>(65_536);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
+        let writer_sids = recent_sids.clone();
         std::thread::Builder::new()
             .name("dialtone-sqlite-writer".into())
-            .spawn(move || write_loop(conn, rx, &thread_counters))
+            .spawn(move || write_loop(conn, rx, &thread_counters, &writer_sids))
             .map_err(|e| StoreError::Invalid(format!("cannot start the database writer: {e}")))?;
         Ok(Self {
             _stop_checkpoints: stop_checkpoints,
@@ -132,6 +151,7 @@ impl SqliteStore {
             readers,
             next_reader: AtomicU64::new(0),
             counters,
+            recent_sids,
         })
     }
 
@@ -185,22 +205,115 @@ fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
     }
 }
 
+/// The sids of calls newer than the last completed merge, read back at startup.
+fn unmerged_sids(conn: &Connection) -> Result<HashMap<Box<str>, i64>, rusqlite::Error> {
+    let through: i64 = conn.query_row(
+        "SELECT value FROM store_meta WHERE key = 'call_sids_merged_through'",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare("SELECT sid, id FROM calls WHERE id > ?1")?;
+    let rows = stmt.query_map([through], |r| {
+        Ok((r.get::<_, String>(0)?.into_boxed_str(), r.get::<_, i64>(1)?))
+    })?;
+    rows.collect()
+}
+
+/// Finds a call's id by sid: calls written in this transaction, then the recent sids in memory,
+/// then the merged index.
+fn find_call(
+    conn: &Connection,
+    recent: &RecentSids,
+    this_transaction: &HashMap<Box<str>, i64>,
+    sid: &str,
+) -> Result<Option<i64>, rusqlite::Error> {
+    if let Some(id) = this_transaction.get(sid) {
+        return Ok(Some(*id));
+    }
+    if let Some(id) = recent.read().ok().and_then(|m| m.get(sid).copied()) {
+        return Ok(Some(id));
+    }
+    conn.prepare_cached("SELECT call_id FROM call_sids WHERE sid = ?1")?
+        .query_row([sid], |r| r.get(0))
+        .optional()
+}
+
+/// A merge of the recent sids into `call_sids`, in sorted order, a chunk per transaction so
+/// appends are never held up for long.
+#[derive(Default)]
+struct Merge {
+    pending: VecDeque<(Box<str>, i64)>,
+    /// Every call up to this id is in `call_sids` once the last chunk commits.
+    through: i64,
+}
+
+impl Merge {
+    fn start(&mut self, recent: &RecentSids) {
+        let Ok(map) = recent.read() else { return };
+        let mut sids: Vec<(Box<str>, i64)> = map.iter().map(|(s, id)| (s.clone(), *id)).collect();
+        sids.sort_unstable();
+        self.through = sids.iter().map(|(_, id)| *id).max().unwrap_or(0);
+        self.pending = sids.into();
+    }
+
+    fn step(&mut self, conn: &mut Connection, recent: &RecentSids) -> Result<(), rusqlite::Error> {
+        let n = self.pending.len().min(MERGE_CHUNK);
+        let last = n == self.pending.len();
+        let tx = write_transaction(conn)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT OR IGNORE INTO call_sids (sid, call_id) VALUES (?1, ?2)")?;
+            for (sid, id) in self.pending.range(..n) {
+                insert.execute(params![sid, id])?;
+            }
+            if last {
+                tx.execute(
+                    "UPDATE store_meta SET value = ?1 WHERE key = 'call_sids_merged_through'",
+                    [self.through],
+                )?;
+            }
+        }
+        tx.commit()?;
+        if let Ok(mut map) = recent.write() {
+            for (sid, _) in self.pending.drain(..n) {
+                map.remove(&sid);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Takes whatever appends are waiting, writes them in one transaction, acknowledges them all.
-/// Each append runs in its own savepoint so one bad append cannot fail its neighbours. A failed
-/// commit (disk full, I/O error) keeps the events in a spool that is retried before new work.
-fn write_loop(mut conn: Connection, rx: flume::Receiver<Append>, counters: &Counters) {
+/// A refused append is retried alone so it cannot fail its neighbours. A failed commit (disk
+/// full, I/O error) keeps the events in a spool that is retried before new work. Between
+/// commits, merges recent sids into the sid index.
+fn write_loop(
+    mut conn: Connection,
+    rx: flume::Receiver<Append>,
+    counters: &Counters,
+    recent: &RecentSids,
+) {
     let mut spool: Vec<Batch> = Vec::new();
+    let mut merge = Merge::default();
     loop {
-        let first = if spool.is_empty() {
+        let holding_sids = recent.read().map(|m| !m.is_empty()).unwrap_or(false);
+        let first = if !spool.is_empty() {
+            rx.recv_timeout(Duration::from_millis(500)).ok()
+        } else if !merge.pending.is_empty() {
+            rx.try_recv().ok()
+        } else if holding_sids {
+            match rx.recv_timeout(MERGE_WHEN_IDLE) {
+                Ok(a) => Some(a),
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    merge.start(recent);
+                    None
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => None,
+            }
+        } else {
             match rx.recv() {
                 Ok(a) => Some(a),
                 Err(_) => return,
-            }
-        } else {
-            match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(a) => Some(a),
-                Err(flume::RecvTimeoutError::Timeout) => None,
-                Err(flume::RecvTimeoutError::Disconnected) => None,
             }
         };
         let mut work: Vec<Append> = first.into_iter().collect();
@@ -210,37 +323,49 @@ fn write_loop(mut conn: Connection, rx: flume::Receiver<Append>, counters: &Coun
                 Err(_) => break,
             }
         }
-        let retry = std::mem::take(&mut spool);
-        match commit(&mut conn, &retry, &mut work) {
-            Ok(results) => {
-                let events: usize = retry.iter().map(|b| b.events.len()).sum::<usize>()
-                    + work.iter().map(|a| a.batch.events.len()).sum::<usize>();
-                counters.events.fetch_add(events as u64, Ordering::Relaxed);
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters.spooled.store(0, Ordering::Relaxed);
-                if !retry.is_empty() {
-                    tracing::info!(
-                        batches = retry.len(),
-                        "spooled events written after an earlier failure"
-                    );
+        if !work.is_empty() || !spool.is_empty() {
+            let retry = std::mem::take(&mut spool);
+            match commit(&mut conn, recent, &retry, &mut work) {
+                Ok(results) => {
+                    let events: usize = retry.iter().map(|b| b.events.len()).sum::<usize>()
+                        + work.iter().map(|a| a.batch.events.len()).sum::<usize>();
+                    counters.events.fetch_add(events as u64, Ordering::Relaxed);
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                    counters.spooled.store(0, Ordering::Relaxed);
+                    if !retry.is_empty() {
+                        tracing::info!(
+                            batches = retry.len(),
+                            "spooled events written after an earlier failure"
+                        );
+                    }
+                    for (a, r) in work.into_iter().zip(results) {
+                        let _ = a.done.send(r);
+                    }
                 }
-                for (a, r) in work.into_iter().zip(results) {
-                    let _ = a.done.send(r);
+                Err(e) => {
+                    counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "call log commit failed; events kept in memory to retry");
+                    spool = retry;
+                    for a in work {
+                        let _ = a
+                            .done
+                            .send(Err(StoreError::Invalid(format!("commit failed: {e}"))));
+                        spool.push(a.batch);
+                    }
+                    let spooled: usize = spool.iter().map(|b| b.events.len()).sum();
+                    counters.spooled.store(spooled as u64, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
                 }
             }
-            Err(e) => {
-                counters.failed_commits.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "call log commit failed; events kept in memory to retry");
-                spool = retry;
-                for a in work {
-                    let _ = a
-                        .done
-                        .send(Err(StoreError::Invalid(format!("commit failed: {e}"))));
-                    spool.push(a.batch);
-                }
-                let spooled: usize = spool.iter().map(|b| b.events.len()).sum();
-                counters.spooled.store(spooled as u64, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(200));
+        }
+        if merge.pending.is_empty() && recent.read().map(|m| m.len()).unwrap_or(0) >= MERGE_AT {
+            merge.start(recent);
+        }
+        if !merge.pending.is_empty() {
+            // A failed chunk stays pending and is tried again after the next appends.
+            if let Err(e) = merge.step(&mut conn, recent) {
+                tracing::warn!(error = %e, "merging call sids into their index failed; will retry");
             }
         }
         if rx.is_disconnected() && rx.is_empty() && spool.is_empty() {
@@ -254,16 +379,18 @@ fn write_loop(mut conn: Connection, rx: flume::Receiver<Append>, counters: &Coun
 /// only that one fails. Other errors (disk full, I/O) fail the whole commit: the caller spools.
 fn commit(
     conn: &mut Connection,
+    recent: &RecentSids,
     retry: &[Batch],
     work: &mut [Append],
 ) -> Result<Vec<Result<(), StoreError>>, rusqlite::Error> {
-    match all_in_one(conn, retry, work) {
+    let batches = retry.iter().chain(work.iter().map(|a| &a.batch));
+    match in_one_transaction(conn, recent, batches) {
         Ok(()) => return Ok(work.iter().map(|_| Ok(())).collect()),
         Err(e) if !refused(&e) => return Err(e),
         Err(e) => tracing::warn!(error = %e, "an append was refused; writing appends one by one"),
     }
     for b in retry {
-        if let Err(e) = alone(conn, b) {
+        if let Err(e) = in_one_transaction(conn, recent, std::iter::once(b)) {
             if !refused(&e) {
                 return Err(e);
             }
@@ -272,7 +399,7 @@ fn commit(
     }
     let mut results = Vec::with_capacity(work.len());
     for a in work.iter() {
-        match alone(conn, &a.batch) {
+        match in_one_transaction(conn, recent, std::iter::once(&a.batch)) {
             Ok(()) => results.push(Ok(())),
             Err(e) if refused(&e) => results.push(Err(StoreError::from(e))),
             Err(e) => return Err(e),
@@ -281,25 +408,29 @@ fn commit(
     Ok(results)
 }
 
-fn all_in_one(
+/// Applies the batches and commits; the calls they created join the recent sids only once the
+/// commit has succeeded.
+fn in_one_transaction<'a>(
     conn: &mut Connection,
-    retry: &[Batch],
-    work: &[Append],
+    recent: &RecentSids,
+    batches: impl Iterator<Item = &'a Batch>,
 ) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction()?;
-    for b in retry {
-        apply(&tx, b)?;
+    let tx = write_transaction(conn)?;
+    let mut created = HashMap::new();
+    for b in batches {
+        apply(&tx, recent, &mut created, b)?;
     }
-    for a in work {
-        apply(&tx, &a.batch)?;
+    tx.commit()?;
+    if let Ok(mut map) = recent.write() {
+        map.extend(created);
     }
-    tx.commit()
+    Ok(())
 }
 
-fn alone(conn: &mut Connection, batch: &Batch) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction()?;
-    apply(&tx, batch)?;
-    tx.commit()
+/// Takes the write lock at BEGIN, waiting out a checkpoint that holds it. A transaction that read
+/// first and then tried to write would instead fail at once if the WAL was restarted meanwhile.
+fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, rusqlite::Error> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
 /// The database said no to the data itself, as opposed to failing to write.
@@ -317,18 +448,32 @@ fn refused(e: &rusqlite::Error) -> bool {
     }
 }
 
-fn apply(conn: &Connection, batch: &Batch) -> Result<(), rusqlite::Error> {
+fn apply(
+    conn: &Connection,
+    recent: &RecentSids,
+    created: &mut HashMap<Box<str>, i64>,
+    batch: &Batch,
+) -> Result<(), rusqlite::Error> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (call_sid, call_id, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    let mut call_id = conn.prepare_cached("SELECT rowid FROM calls WHERE sid = ?1")?;
     for e in &batch.events {
         let body = serde_json::to_string(&e.body)
             .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
         let at = timestamp(e.at);
-        // The call row first (a CallReceived creates it), so the event can carry its rowid.
-        project(conn, &e.call_sid, &at, &e.body)?;
-        let id: Option<i64> = call_id.query_row([&e.call_sid], |r| r.get(0)).optional()?;
+        let mut id = find_call(conn, recent, created, &e.call_sid)?;
+        match (&e.body, id) {
+            // A carrier retry of the same webhook is logged as an event but does not restart the call.
+            (EventBody::CallReceived(c), None) => {
+                let new = insert_call(conn, &e.call_sid, &at, c)?;
+                created.insert(e.call_sid.as_str().into(), new);
+                id = Some(new);
+            }
+            (EventBody::CallReceived(_), Some(_)) => {}
+            (body, Some(call)) => project(conn, call, &at, body)?,
+            // An event for a call never received (a stray callback) is kept, belonging to none.
+            (_, None) => {}
+        }
         insert.execute(params![e.call_sid, id, at, kind_of(&e.body), body])?;
     }
     let mut turn = conn.prepare_cached(
@@ -352,48 +497,54 @@ fn kind_of(body: &EventBody) -> &'static str {
     }
 }
 
-/// Keeps `calls` and `legs` in step with one event.
-fn project(
+fn insert_call(
     conn: &Connection,
     sid: &str,
+    at: &str,
+    c: &CallReceived,
+) -> Result<i64, rusqlite::Error> {
+    let a = &c.answer;
+    conn.prepare_cached(
+        "INSERT INTO calls (sid, account, company, tracker, tracker_kind, carrier_account_sid, tracking_number,
+            caller, caller_name, forwarded_from, flow, path, routing, routing_reason, started_at, first_answer_at,
+            outcome, notice_played)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'in_progress', ?17)",
+    )?
+    .execute(params![
+        sid,
+        c.account,
+        c.company,
+        c.tracker,
+        c.tracker_kind,
+        c.carrier_account_sid,
+        c.tracking_number,
+        c.caller,
+        c.caller_name,
+        c.forwarded_from,
+        c.flow,
+        serde_json::to_string(&a.path).unwrap_or_else(|_| "[]".into()),
+        a.routing.map(|r| r.as_str()).unwrap_or("normal"),
+        a.reason,
+        at,
+        a.answered_at.map(timestamp),
+        a.notice_played,
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Keeps `calls` and `legs` in step with one event of a call already received.
+fn project(
+    conn: &Connection,
+    call: i64,
     at: &str,
     body: &EventBody,
 ) -> Result<(), rusqlite::Error> {
     match body {
-        EventBody::CallReceived(c) => {
-            let a = &c.answer;
-            // A carrier retry of the same webhook is logged as an event but does not restart the call.
-            conn.prepare_cached(
-                "INSERT INTO calls (sid, account, company, tracker, tracker_kind, carrier_account_sid, tracking_number,
-                    caller, caller_name, forwarded_from, flow, path, routing, routing_reason, started_at, first_answer_at,
-                    outcome, notice_played)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'in_progress', ?17)
-                 ON CONFLICT (sid) DO NOTHING",
-            )?
-            .execute(params![
-                sid,
-                c.account,
-                c.company,
-                c.tracker,
-                c.tracker_kind,
-                c.carrier_account_sid,
-                c.tracking_number,
-                c.caller,
-                c.caller_name,
-                c.forwarded_from,
-                c.flow,
-                serde_json::to_string(&a.path).unwrap_or_else(|_| "[]".into()),
-                a.routing.map(|r| r.as_str()).unwrap_or("normal"),
-                a.reason,
-                at,
-                a.answered_at.map(timestamp),
-                a.notice_played,
-            ])?;
-        }
+        EventBody::CallReceived(_) => {}
         EventBody::FlowAnswered(f) => {
             let path: Option<String> = conn
-                .prepare_cached("SELECT path FROM calls WHERE sid = ?1")?
-                .query_row([sid], |r| r.get(0))
+                .prepare_cached("SELECT path FROM calls WHERE id = ?1")?
+                .query_row([call], |r| r.get(0))
                 .optional()?;
             let mut steps: Vec<String> = path
                 .and_then(|p| serde_json::from_str(&p).ok())
@@ -403,10 +554,10 @@ fn project(
                 "UPDATE calls SET path = ?2, notice_played = notice_played OR ?3,
                     routing = CASE WHEN ?4 = 'backup' THEN 'backup' ELSE routing END,
                     routing_reason = coalesce(?5, routing_reason)
-                 WHERE sid = ?1",
+                 WHERE id = ?1",
             )?
             .execute(params![
-                sid,
+                call,
                 serde_json::to_string(&steps).unwrap_or_else(|_| "[]".into()),
                 f.answer.notice_played,
                 f.answer.routing.map(|r| r.as_str()),
@@ -421,36 +572,38 @@ fn project(
                 _ => "completed_at",
             };
             let sql = format!(
-                "INSERT INTO legs (sid, call_sid, to_number, status, {column}, duration_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (sid) DO UPDATE SET status = excluded.status, {column} = coalesce({column}, excluded.{column}),
+                "INSERT INTO legs (call_id, sid, to_number, status, {column}, duration_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (call_id, sid) DO UPDATE SET status = excluded.status, {column} = coalesce({column}, excluded.{column}),
                     duration_s = coalesce(excluded.duration_s, duration_s)"
             );
             conn.prepare_cached(&sql)?.execute(params![
+                call,
                 l.leg_sid,
-                sid,
                 l.to,
                 l.status,
                 at,
                 l.duration_s
             ])?;
             if column == "answered_at" {
-                conn.prepare_cached("UPDATE calls SET answered = 1, answered_by = coalesce(answered_by, ?2) WHERE sid = ?1")?
-                    .execute(params![sid, l.to])?;
-                refresh_outcome(conn, sid)?;
+                conn.prepare_cached("UPDATE calls SET answered = 1, answered_by = coalesce(answered_by, ?2) WHERE id = ?1")?
+                    .execute(params![call, l.to])?;
+                refresh_outcome(conn, call)?;
             }
         }
         EventBody::DialEnded(d) => {
             if matches!(d.status.as_str(), "completed" | "answered") {
                 let answered_by: Option<String> = match &d.dial_call_sid {
                     Some(leg) => conn
-                        .prepare_cached("SELECT to_number FROM legs WHERE sid = ?1")?
-                        .query_row([leg], |r| r.get(0))
+                        .prepare_cached(
+                            "SELECT to_number FROM legs WHERE call_id = ?1 AND sid = ?2",
+                        )?
+                        .query_row(params![call, leg], |r| r.get(0))
                         .optional()?,
                     None => None,
                 };
-                conn.prepare_cached("UPDATE calls SET answered = 1, answered_by = coalesce(answered_by, ?2) WHERE sid = ?1")?
-                    .execute(params![sid, answered_by])?;
-                refresh_outcome(conn, sid)?;
+                conn.prepare_cached("UPDATE calls SET answered = 1, answered_by = coalesce(answered_by, ?2) WHERE id = ?1")?
+                    .execute(params![call, answered_by])?;
+                refresh_outcome(conn, call)?;
             }
         }
         EventBody::Recording(r) => {
@@ -458,15 +611,15 @@ fn project(
             if r.voicemail && usable {
                 conn.prepare_cached(
                     "UPDATE calls SET voicemail = 1, voicemail_url = ?2, voicemail_duration_s = coalesce(?3, voicemail_duration_s)
-                     WHERE sid = ?1",
+                     WHERE id = ?1",
                 )?
-                .execute(params![sid, r.url, r.duration_s])?;
-                refresh_outcome(conn, sid)?;
+                .execute(params![call, r.url, r.duration_s])?;
+                refresh_outcome(conn, call)?;
             } else if usable {
                 conn.prepare_cached(
-                    "UPDATE calls SET recording_url = ?2, recording_duration_s = coalesce(?3, recording_duration_s) WHERE sid = ?1",
+                    "UPDATE calls SET recording_url = ?2, recording_duration_s = coalesce(?3, recording_duration_s) WHERE id = ?1",
                 )?
-                .execute(params![sid, r.url, r.duration_s])?;
+                .execute(params![call, r.url, r.duration_s])?;
             }
         }
         EventBody::CallStatus(s) => {
@@ -475,17 +628,17 @@ fn project(
                 "completed" | "busy" | "failed" | "no-answer" | "canceled"
             );
             let was_open: bool = conn
-                .prepare_cached("SELECT ended_at IS NULL FROM calls WHERE sid = ?1")?
-                .query_row([sid], |r| r.get(0))
+                .prepare_cached("SELECT ended_at IS NULL FROM calls WHERE id = ?1")?
+                .query_row([call], |r| r.get(0))
                 .optional()?
                 .unwrap_or(false);
             conn.prepare_cached(
                 "UPDATE calls SET status = ?2, duration_s = coalesce(?3, duration_s),
                     ended_at = CASE WHEN ?4 THEN coalesce(ended_at, ?5) ELSE ended_at END
-                 WHERE sid = ?1",
+                 WHERE id = ?1",
             )?
-            .execute(params![sid, s.status, s.duration_s, ended, at])?;
-            let outcome = refresh_outcome(conn, sid)?;
+            .execute(params![call, s.status, s.duration_s, ended, at])?;
+            let outcome = refresh_outcome(conn, call)?;
             // Counted once, when the call ends (a voicemail arriving later does not recount it).
             if let (true, true, Some(o)) = (was_open, ended, outcome) {
                 metrics::counter!("dialtone_calls_total", "outcome" => o.as_str()).increment(1);
@@ -497,10 +650,10 @@ fn project(
 
 /// Outcome is derived in one place (`Outcome::at_end`) from what the call row knows so far, so
 /// callbacks may arrive in any order (a voicemail's recording often comes after the call ended).
-fn refresh_outcome(conn: &Connection, sid: &str) -> Result<Option<Outcome>, rusqlite::Error> {
+fn refresh_outcome(conn: &Connection, call: i64) -> Result<Option<Outcome>, rusqlite::Error> {
     let row: Option<(Option<String>, Option<String>, bool, bool)> = conn
-        .prepare_cached("SELECT status, ended_at, answered, voicemail FROM calls WHERE sid = ?1")?
-        .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .prepare_cached("SELECT status, ended_at, answered, voicemail FROM calls WHERE id = ?1")?
+        .query_row([call], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
     let Some((status, ended_at, answered, voicemail)) = row else {
         return Ok(None);
@@ -510,55 +663,59 @@ fn refresh_outcome(conn: &Connection, sid: &str) -> Result<Option<Outcome>, rusq
         _ if answered => Outcome::Answered,
         _ => Outcome::InProgress,
     };
-    conn.prepare_cached("UPDATE calls SET outcome = ?2 WHERE sid = ?1")?
-        .execute(params![sid, outcome.as_str()])?;
+    conn.prepare_cached("UPDATE calls SET outcome = ?2 WHERE id = ?1")?
+        .execute(params![call, outcome.as_str()])?;
     Ok(Some(outcome))
 }
 
 const CALL_COLUMNS: &str = "sid, answered, duration_s, started_at, ended_at, tracking_number, answered_by, caller,
     caller_name, forwarded_from, company, tracker, tracker_kind, voicemail, voicemail_url, recording_url,
-    recording_duration_s, notice_played, outcome, status, routing, routing_reason, flow, path";
+    recording_duration_s, notice_played, outcome, status, routing, routing_reason, flow, path, id";
 
-fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<CallRecord> {
+/// A call and its row id, by which its legs and events find it.
+fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, CallRecord)> {
     let path: String = r.get(23)?;
-    Ok(CallRecord {
-        id: r.get(0)?,
-        answered: r.get(1)?,
-        direction: "inbound",
-        duration: r.get(2)?,
-        start_time: r.get(3)?,
-        end_time: r.get(4)?,
-        tracking_phone_number: r.get(5)?,
-        business_phone_number: r.get(6)?,
-        customer_phone_number: r.get(7)?,
-        customer_name: r.get(8)?,
-        forwarded_from: r.get(9)?,
-        company_id: r.get(10)?,
-        source: r.get(11)?,
-        source_type: r.get(12)?,
-        keywords: None,
-        voicemail: r.get(13)?,
-        voicemail_recording: r.get(14)?,
-        recording: r.get(15)?,
-        recording_duration: r.get(16)?,
-        recording_notice_played: r.get(17)?,
-        outcome: r.get(18)?,
-        status: r.get(19)?,
-        routing: r.get(20)?,
-        routing_reason: r.get(21)?,
-        flow: r.get(22)?,
-        flow_path: serde_json::from_str(&path).unwrap_or_default(),
-        legs: Vec::new(),
-        timeline: None,
-    })
+    Ok((
+        r.get(24)?,
+        CallRecord {
+            id: r.get(0)?,
+            answered: r.get(1)?,
+            direction: "inbound",
+            duration: r.get(2)?,
+            start_time: r.get(3)?,
+            end_time: r.get(4)?,
+            tracking_phone_number: r.get(5)?,
+            business_phone_number: r.get(6)?,
+            customer_phone_number: r.get(7)?,
+            customer_name: r.get(8)?,
+            forwarded_from: r.get(9)?,
+            company_id: r.get(10)?,
+            source: r.get(11)?,
+            source_type: r.get(12)?,
+            keywords: None,
+            voicemail: r.get(13)?,
+            voicemail_recording: r.get(14)?,
+            recording: r.get(15)?,
+            recording_duration: r.get(16)?,
+            recording_notice_played: r.get(17)?,
+            outcome: r.get(18)?,
+            status: r.get(19)?,
+            routing: r.get(20)?,
+            routing_reason: r.get(21)?,
+            flow: r.get(22)?,
+            flow_path: serde_json::from_str(&path).unwrap_or_default(),
+            legs: Vec::new(),
+            timeline: None,
+        },
+    ))
 }
 
-fn legs_of(conn: &Connection, sid: &str) -> Result<Vec<LegRecord>, rusqlite::Error> {
+fn legs_of(conn: &Connection, call: i64) -> Result<Vec<LegRecord>, rusqlite::Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT sid, to_number, status, initiated_at, ringing_at, answered_at, completed_at, duration_s
-         FROM legs WHERE call_sid = ?1 ORDER BY coalesce(initiated_at, ringing_at, answered_at, completed_at), sid",
+         FROM legs WHERE call_id = ?1 ORDER BY coalesce(initiated_at, ringing_at, answered_at, completed_at), sid",
     )?;
-    let rows = stmt.query_map([sid], |r| {
+    let rows = stmt.query_map([call], |r| {
         Ok(LegRecord {
             sid: r.get(0)?,
             to: r.get(1)?,
@@ -617,9 +774,11 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {CALL_COLUMNS} FROM calls WHERE {filter} ORDER BY started_at DESC, sid DESC LIMIT {per_page} OFFSET {offset}"
             ))?;
-            let mut calls = stmt.query_map(rusqlite::params_from_iter(&args), call_from_row)?.collect::<Result<Vec<_>, _>>()?;
-            for c in &mut calls {
-                c.legs = legs_of(conn, &c.id)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(&args), call_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            let mut calls = Vec::with_capacity(rows.len());
+            for (id, mut c) in rows {
+                c.legs = legs_of(conn, id)?;
+                calls.push(c);
             }
             Ok(CallPage {
                 page,
@@ -634,23 +793,26 @@ impl Store for SqliteStore {
 
     async fn call(&self, account: &str, sid: &str) -> Result<Option<CallRecord>, StoreError> {
         let (account, sid) = (account.to_owned(), sid.to_owned());
+        let recent = self.recent_sids.clone();
         self.read(move |conn| {
-            let call = conn
-                .prepare_cached(&format!(
-                    "SELECT {CALL_COLUMNS} FROM calls WHERE sid = ?1 AND account = ?2"
-                ))?
-                .query_row(params![sid, account], call_from_row)
-                .optional()?;
-            let Some(mut call) = call else {
+            let Some(id) = find_call(conn, &recent, &HashMap::new(), &sid)? else {
                 return Ok(None);
             };
-            call.legs = legs_of(conn, &sid)?;
+            let call = conn
+                .prepare_cached(&format!(
+                    "SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1 AND account = ?2"
+                ))?
+                .query_row(params![id, account], call_from_row)
+                .optional()?;
+            let Some((id, mut call)) = call else {
+                return Ok(None);
+            };
+            call.legs = legs_of(conn, id)?;
             let mut stmt = conn.prepare_cached(
-                "SELECT at, kind, body FROM events
-                 WHERE call_id = (SELECT rowid FROM calls WHERE sid = ?1) ORDER BY id",
+                "SELECT at, kind, body FROM events WHERE call_id = ?1 ORDER BY id",
             )?;
             let timeline = stmt
-                .query_map([&sid], |r| {
+                .query_map([id], |r| {
                     let body: String = r.get(2)?;
                     let mut detail: serde_json::Value =
                         serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
@@ -731,6 +893,7 @@ impl Store for SqliteStore {
             commits: self.counters.commits.load(Ordering::Relaxed),
             failed_commits: self.counters.failed_commits.load(Ordering::Relaxed),
             spooled: self.counters.spooled.load(Ordering::Relaxed),
+            unmerged_sids: self.recent_sids.read().map(|m| m.len() as u64).unwrap_or(0),
         }
     }
 }

@@ -75,6 +75,10 @@ struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "DIALTONE_LOG_JSON")]
     log_json: bool,
+    /// Threads serving HTTP (default: one per core but one, which the call log writer takes
+    /// under load; measured in scripts/bench-webhook.sh).
+    #[arg(long, env = "DIALTONE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
     /// Run the clock as if the server had started at this RFC 3339 instant (for tests and
     /// demos of business-hours routing).
     #[arg(long, env = "DIALTONE_CLOCK_START", hide = true)]
@@ -120,9 +124,15 @@ fn init_logging(json: bool) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(args) = &cli.command {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = args
+            .worker_threads
+            .map_or(cores.saturating_sub(1).max(1), usize::from);
+        builder.worker_threads(workers);
+    }
+    let runtime = builder.enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
