@@ -1,10 +1,18 @@
 //! Plays the carrier for one inbound call: fetches TwiML, executes it verb by verb with the
 //! carrier's documented defaults, and sends the callbacks the document asks for.
 //!
-//! Time is simulated: the interpreter never sleeps, it advances its own clock by what each verb
-//! would take (speech, ringing, talking), so a whole call runs in milliseconds.
+//! Time, the carrier's dial queue, the caller and the people dialed are a [`World`]: for
+//! `dialtone call` a [`ScriptWorld`] whose clock jumps by what each verb would take, so a whole call
+//! runs in milliseconds; for replay the emulator's world in virtual time, where calls share one
+//! dial queue and callers hang up when they run out of patience.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
+
+use futures_util::StreamExt;
+use futures_util::future::{Either, select};
+use futures_util::stream::FuturesUnordered;
 
 use dialtone_twiml::webhook::{
     CallParams, CallStatus, DialCallStatus, DialResult, Direction, GatherResult, RecordResult,
@@ -12,7 +20,7 @@ use dialtone_twiml::webhook::{
 };
 use dialtone_twiml::{self as twiml, CallEvent, DialRecord, DialTarget, Method, Response, Verb};
 
-use crate::transcript::{CallOutcome, Step, StepKind, Transcript};
+use crate::transcript::{CallOutcome, LegRecord, Step, StepKind, Transcript};
 use crate::transport::{Transport, WebhookRequest};
 
 /// The call being placed.
@@ -69,6 +77,105 @@ impl Default for Script {
     }
 }
 
+/// The caller hung up while waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HungUp;
+
+/// How the person at a dialed number responds to a leg once it rings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PickUp {
+    Answers { after_s: f64, talk_s: f64 },
+    Busy { after_s: f64 },
+    NoAnswer,
+}
+
+/// Everything around one call that is not the voice app.
+pub trait World {
+    /// Seconds since the call arrived.
+    fn now(&self) -> f64;
+    /// Lets time pass until `at`; `Err` if the caller hangs up first (time then stands at the
+    /// hang-up).
+    fn wait_until(&self, at: f64) -> impl Future<Output = Result<(), HungUp>>;
+    /// Waits for the carrier to set up an outbound leg (its dial queue); the seconds queued.
+    /// Dropping the future leaves the queue.
+    fn setup_leg(&self) -> impl Future<Output = f64>;
+    /// A leg that was set up has ended.
+    fn leg_ended(&self);
+    /// What the person at `number` (the `index`th of its `<Dial>`) does.
+    fn pick_up(&self, number: &str, index: usize) -> PickUp;
+    /// The next key the caller presses at a menu, if any.
+    fn next_digit(&self) -> Option<char>;
+    /// Length of the message the caller leaves at a `<Record>`; 0 = hangs up at the beep.
+    fn voicemail_s(&self) -> u32;
+    /// The caller reached a person or a voicemail box: they no longer hang up for impatience.
+    fn connected(&self);
+}
+
+/// The world of one scripted call (`dialtone call`): nobody waits in a queue, nobody hangs up
+/// early, and time jumps.
+pub struct ScriptWorld {
+    script: Script,
+    clock: Cell<f64>,
+    digits: RefCell<VecDeque<char>>,
+}
+
+impl ScriptWorld {
+    pub fn new(script: &Script) -> Self {
+        Self {
+            script: script.clone(),
+            clock: Cell::new(0.0),
+            digits: RefCell::new(script.digits.chars().collect()),
+        }
+    }
+}
+
+impl World for ScriptWorld {
+    fn now(&self) -> f64 {
+        self.clock.get()
+    }
+
+    fn wait_until(&self, at: f64) -> impl Future<Output = Result<(), HungUp>> {
+        // Time moves when the wait is polled, not when it is made: a wait that loses a race
+        // (to a leg setting up) must not have moved the clock.
+        async move {
+            self.clock.set(self.clock.get().max(at));
+            Ok(())
+        }
+    }
+
+    fn setup_leg(&self) -> impl Future<Output = f64> {
+        std::future::ready(0.0)
+    }
+
+    fn leg_ended(&self) {}
+
+    fn pick_up(&self, number: &str, index: usize) -> PickUp {
+        let answers = match &self.script.answer {
+            Answer::Nobody => false,
+            Answer::Anyone => index == 0,
+            Answer::Numbers(ns) => ns.iter().any(|n| n == number),
+        };
+        if answers {
+            PickUp::Answers {
+                after_s: self.script.ring_s,
+                talk_s: self.script.talk_s,
+            }
+        } else {
+            PickUp::NoAnswer
+        }
+    }
+
+    fn next_digit(&self) -> Option<char> {
+        self.digits.borrow_mut().pop_front()
+    }
+
+    fn voicemail_s(&self) -> u32 {
+        self.script.voicemail_s
+    }
+
+    fn connected(&self) {}
+}
+
 /// Documents one call may fetch before the carrier gives up (a redirect loop).
 const MAX_DOCUMENTS: usize = 100;
 const APPLICATION_ERROR: &str = "An application error has occurred. Goodbye.";
@@ -101,6 +208,20 @@ struct Recording {
     voicemail: bool,
 }
 
+/// Up to this many `<Number>`s of one `<Dial>` are rung.
+const MAX_NUMBERS: usize = 10;
+
+/// How the ringing of a `<Dial>` ended.
+#[derive(Clone, Copy)]
+enum DialEnd {
+    /// This leg answered; the caller and agent talk this long.
+    Answered(usize, f64),
+    Timeout,
+    /// Every leg was busy.
+    AllBusy,
+    CallerHungUp,
+}
+
 enum Next {
     /// Fetch this document and run it.
     Fetch {
@@ -114,14 +235,14 @@ enum Next {
     End(CallOutcome, &'static str),
 }
 
-struct Session<'a, T: Transport> {
+struct Session<'a, T: Transport, W: World> {
     transport: &'a T,
     setup: &'a CallSetup,
-    script: &'a Script,
+    world: &'a W,
     observer: &'a mut dyn FnMut(&Step),
-    clock: f64,
     steps: Vec<Step>,
-    digits: VecDeque<char>,
+    leg_records: Vec<LegRecord>,
+    post_dial_delay_s: Option<f64>,
     legs: u32,
     answered: bool,
     voicemail: bool,
@@ -144,14 +265,24 @@ pub async fn run_call_observed<T: Transport>(
     script: &Script,
     observer: &mut dyn FnMut(&Step),
 ) -> Transcript {
+    run_call_in(transport, setup, &ScriptWorld::new(script), observer).await
+}
+
+/// Runs one call in `world`, telling `observer` about each step as it happens.
+pub async fn run_call_in<T: Transport, W: World>(
+    transport: &T,
+    setup: &CallSetup,
+    world: &W,
+    observer: &mut dyn FnMut(&Step),
+) -> Transcript {
     let mut s = Session {
         transport,
         setup,
-        script,
+        world,
         observer,
-        clock: 0.0,
         steps: Vec::new(),
-        digits: script.digits.chars().collect(),
+        leg_records: Vec::new(),
+        post_dial_delay_s: None,
         legs: 0,
         answered: false,
         voicemail: false,
@@ -162,11 +293,12 @@ pub async fn run_call_observed<T: Transport>(
         CallOutcome::Rejected => CallStatus::Busy,
         _ => CallStatus::Completed,
     };
+    let duration_s = world.now();
     if let Some(url) = &setup.status_callback {
         let cb = StatusCallback {
             call: s.call_params(final_status),
             event: None,
-            call_duration: Some(s.clock.round() as u32),
+            call_duration: Some(duration_s.round() as u32),
             timestamp: None,
             sequence_number: None,
         };
@@ -177,7 +309,9 @@ pub async fn run_call_observed<T: Transport>(
         call_sid: setup.call_sid.clone(),
         steps: s.steps,
         outcome,
-        duration_s: s.clock,
+        duration_s,
+        legs: s.leg_records,
+        post_dial_delay_s: s.post_dial_delay_s,
     }
 }
 
@@ -193,10 +327,19 @@ fn resolve(base: &str, target: &str) -> String {
     }
 }
 
-impl<T: Transport> Session<'_, T> {
+impl<T: Transport, W: World> Session<'_, T, W> {
+    fn now(&self) -> f64 {
+        self.world.now()
+    }
+
+    /// Lets `seconds` pass for the caller.
+    async fn pass(&self, seconds: f64) -> Result<(), HungUp> {
+        self.world.wait_until(self.now() + seconds).await
+    }
+
     fn note(&mut self, kind: StepKind) {
         let step = Step {
-            at_s: (self.clock * 10.0).round() / 10.0,
+            at_s: (self.now() * 10.0).round() / 10.0,
             kind,
         };
         (self.observer)(&step);
@@ -340,10 +483,10 @@ impl<T: Transport> Session<'_, T> {
                     code: 11215,
                     message: format!("more than {MAX_DOCUMENTS} documents in one call"),
                 });
-                return self.application_error();
+                return self.application_error().await;
             }
             let Some((doc, doc_url)) = self.document(method, &url, params, purpose).await else {
-                return self.application_error();
+                return self.application_error().await;
             };
             next = Next::Continue;
             for (i, verb) in doc.verbs.iter().enumerate() {
@@ -368,11 +511,12 @@ impl<T: Transport> Session<'_, T> {
         }
     }
 
-    fn application_error(&mut self) -> CallOutcome {
+    async fn application_error(&mut self) -> CallOutcome {
         self.note(StepKind::CallerHears {
             text: APPLICATION_ERROR.into(),
         });
-        self.clock += speech_s(APPLICATION_ERROR);
+        // The call ends either way, whether or not the caller waits for the end of the message.
+        let _ = self.pass(speech_s(APPLICATION_ERROR)).await;
         self.note(StepKind::Hangup {
             by: "carrier (application error)".into(),
         });
@@ -387,34 +531,44 @@ impl<T: Transport> Session<'_, T> {
         }
     }
 
-    fn hear(&mut self, text: &str, times: u32) {
+    async fn hear(&mut self, text: &str, times: u32) -> Result<(), HungUp> {
         for _ in 0..times.max(1) {
             self.note(StepKind::CallerHears {
                 text: text.to_owned(),
             });
-            self.clock += speech_s(text);
+            self.pass(speech_s(text)).await?;
+        }
+        Ok(())
+    }
+
+    async fn hear_child(&mut self, child: &twiml::GatherChild) -> Result<(), HungUp> {
+        match child {
+            twiml::GatherChild::Say(s) => self.hear(&s.text, s.loop_count.unwrap_or(1)).await,
+            twiml::GatherChild::Play(p) => {
+                self.hear(&format!("<audio {}>", p.url), p.loop_count.unwrap_or(1))
+                    .await
+            }
+            twiml::GatherChild::Pause(p) => self.pass(f64::from(p.length.unwrap_or(1))).await,
         }
     }
 
-    fn hear_child(&mut self, child: &twiml::GatherChild) {
-        match child {
-            twiml::GatherChild::Say(s) => self.hear(&s.text, s.loop_count.unwrap_or(1)),
-            twiml::GatherChild::Play(p) => {
-                self.hear(&format!("<audio {}>", p.url), p.loop_count.unwrap_or(1))
-            }
-            twiml::GatherChild::Pause(p) => self.clock += f64::from(p.length.unwrap_or(1)),
-        }
+    /// The caller gave up waiting: the call ends where it stands.
+    fn hung_up(&self) -> Next {
+        Next::End(CallOutcome::Abandoned, "caller (gave up waiting)")
     }
 
     async fn execute(&mut self, verb: &Verb, first: bool, doc_url: &str) -> Next {
         if !matches!(verb, Verb::Reject(_)) {
             self.in_progress = true;
         }
-        match verb {
-            Verb::Say(s) => self.hear(&s.text, s.loop_count.unwrap_or(1)),
-            Verb::Play(p) => self.hear(&format!("<audio {}>", p.url), p.loop_count.unwrap_or(1)),
-            Verb::Pause(p) => self.clock += f64::from(p.length.unwrap_or(1)),
-            Verb::Gather(g) => return self.gather(g, doc_url),
+        let waited = match verb {
+            Verb::Say(s) => self.hear(&s.text, s.loop_count.unwrap_or(1)).await,
+            Verb::Play(p) => {
+                self.hear(&format!("<audio {}>", p.url), p.loop_count.unwrap_or(1))
+                    .await
+            }
+            Verb::Pause(p) => self.pass(f64::from(p.length.unwrap_or(1))).await,
+            Verb::Gather(g) => return self.gather(g, doc_url).await,
             Verb::Dial(d) => return self.dial(d, doc_url).await,
             Verb::Record(r) => return self.record(r, doc_url).await,
             Verb::Redirect(r) => {
@@ -437,20 +591,25 @@ impl<T: Transport> Session<'_, T> {
                 }
                 return Next::End(self.outcome(), "app");
             }
+        };
+        match waited {
+            Ok(()) => Next::Continue,
+            Err(HungUp) => self.hung_up(),
         }
-        Next::Continue
     }
 
-    fn gather(&mut self, g: &twiml::Gather, doc_url: &str) -> Next {
+    async fn gather(&mut self, g: &twiml::Gather, doc_url: &str) -> Next {
         for child in &g.children {
-            self.hear_child(child);
             // A caller who already knows the menu may press during the prompt; we let it finish.
+            if self.hear_child(child).await.is_err() {
+                return self.hung_up();
+            }
         }
         let finish = g.finish_on_key.clone().unwrap_or_else(|| "#".into());
         let limit = g.num_digits.map_or(usize::MAX, |n| n as usize);
         let mut pressed = String::new();
         while pressed.len() < limit {
-            let Some(c) = self.digits.pop_front() else {
+            let Some(c) = self.world.next_digit() else {
                 break;
             };
             if finish.contains(c) {
@@ -463,7 +622,9 @@ impl<T: Transport> Session<'_, T> {
         if pressed.is_empty() {
             let timeout = g.timeout.unwrap_or(5);
             self.note(StepKind::GatherTimeout { timeout_s: timeout });
-            self.clock += f64::from(timeout);
+            if self.pass(f64::from(timeout)).await.is_err() {
+                return self.hung_up();
+            }
             if g.action_on_empty_result != Some(true) {
                 return Next::Continue;
             }
@@ -471,7 +632,9 @@ impl<T: Transport> Session<'_, T> {
             self.note(StepKind::CallerPresses {
                 digits: pressed.clone(),
             });
-            self.clock += 0.3 * pressed.len() as f64;
+            if self.pass(0.3 * pressed.len() as f64).await.is_err() {
+                return self.hung_up();
+            }
         }
         let result = GatherResult {
             call: self.call_params(CallStatus::InProgress),
@@ -482,14 +645,6 @@ impl<T: Transport> Session<'_, T> {
             url: action,
             params: result.to_params(),
             purpose: "gather action",
-        }
-    }
-
-    fn answers(&self, number: &str, index: usize) -> bool {
-        match &self.script.answer {
-            Answer::Nobody => false,
-            Answer::Anyone => index == 0,
-            Answer::Numbers(ns) => ns.iter().any(|n| n == number),
         }
     }
 
@@ -543,6 +698,7 @@ impl<T: Transport> Session<'_, T> {
                 // Clients and SIP endpoints are not emulated yet: they never answer.
                 DialTarget::Client(_) | DialTarget::Sip(_) => None,
             })
+            .take(MAX_NUMBERS)
             .collect();
         self.note(StepKind::Dialing {
             numbers: numbers.iter().map(|n| n.number.clone()).collect(),
@@ -552,10 +708,13 @@ impl<T: Transport> Session<'_, T> {
             .caller_id
             .clone()
             .unwrap_or_else(|| self.setup.from.clone());
+        let dial_started = self.now();
+        // The carrier's timer runs from the verb, so time spent in its dial queue rings no phone.
+        let deadline = dial_started + f64::from(timeout);
         let mut legs = Vec::new();
         for n in &numbers {
             self.legs += 1;
-            let leg = CallParams {
+            legs.push(CallParams {
                 call_sid: child_sid(&self.setup.call_sid, self.legs),
                 account_sid: self.setup.account_sid.clone(),
                 from: from.clone(),
@@ -566,24 +725,80 @@ impl<T: Transport> Session<'_, T> {
                 forwarded_from: None,
                 caller_name: None,
                 parent_call_sid: Some(self.setup.call_sid.clone()),
-            };
-            self.leg_callback(n, &leg, CallEvent::Initiated, None).await;
-            let ringing = CallParams {
-                call_status: CallStatus::Ringing,
-                ..leg.clone()
-            };
-            self.leg_callback(n, &ringing, CallEvent::Ringing, None)
-                .await;
-            legs.push(leg);
+            });
         }
-        let answerer = (self.script.ring_s < f64::from(timeout))
-            .then(|| {
-                numbers
-                    .iter()
-                    .enumerate()
-                    .position(|(i, n)| self.answers(&n.number, i))
-            })
-            .flatten();
+        let first_record = self.leg_records.len();
+        for leg in &legs {
+            self.leg_records.push(LegRecord {
+                sid: leg.call_sid.clone(),
+                to: leg.to.clone(),
+                from: from.clone(),
+                requested_at_s: dial_started,
+                started_at_s: None,
+                answered_at_s: None,
+                ended_at_s: dial_started,
+                status: "canceled",
+                talk_s: 0.0,
+            });
+        }
+
+        // Every leg waits for the carrier to set it up, then rings until someone answers, is
+        // busy, the timeout passes or the caller gives up.
+        let world = self.world;
+        let mut setups: FuturesUnordered<_> = (0..numbers.len())
+            .map(|i| async move { (i, world.setup_leg().await) })
+            .collect();
+        let mut ringing: Vec<Option<(f64, PickUp)>> = vec![None; numbers.len()];
+        let ended = loop {
+            // The next thing a ringing phone does, else the timeout.
+            let next = ringing
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| match r {
+                    Some((since, PickUp::Answers { after_s, .. }))
+                    | Some((since, PickUp::Busy { after_s })) => Some((since + after_s, i)),
+                    _ => None,
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+                .filter(|(t, _)| *t < deadline);
+            let until = next.map_or(deadline, |(t, _)| t);
+            let waited = if setups.is_empty() {
+                world.wait_until(until).await
+            } else {
+                let wait = std::pin::pin!(world.wait_until(until));
+                match select(setups.next(), wait).await {
+                    Either::Left((Some((i, queued_s)), _)) => {
+                        self.leg_rings(&numbers[i], &legs[i], first_record + i, queued_s)
+                            .await;
+                        ringing[i] = Some((self.now(), world.pick_up(&numbers[i].number, i)));
+                        continue;
+                    }
+                    Either::Left((None, _)) => continue,
+                    Either::Right((waited, _)) => waited,
+                }
+            };
+            match (waited, next) {
+                (Err(HungUp), _) => break DialEnd::CallerHungUp,
+                (Ok(()), None) => break DialEnd::Timeout,
+                (Ok(()), Some((_, i))) => match ringing[i] {
+                    Some((_, PickUp::Answers { talk_s, .. })) => {
+                        break DialEnd::Answered(i, talk_s);
+                    }
+                    _ => {
+                        ringing[i] = None;
+                        self.leg_ends(&numbers[i], &legs[i], first_record + i, CallStatus::Busy)
+                            .await;
+                        let others_left = !setups.is_empty() || ringing.iter().any(Option::is_some);
+                        if !others_left {
+                            break DialEnd::AllBusy;
+                        }
+                    }
+                },
+            }
+        };
+        // Legs still in the carrier's queue are dropped from it: they never rang.
+        drop(setups);
+
         let mut result = DialResult {
             call: self.call_params(CallStatus::InProgress),
             dial_call_status: DialCallStatus::NoAnswer,
@@ -592,32 +807,56 @@ impl<T: Transport> Session<'_, T> {
             dial_bridged: Some(false),
             recording_url: None,
         };
-        match answerer {
-            Some(a) => {
-                self.clock += self.script.ring_s;
+        let answered = match ended {
+            DialEnd::Answered(a, talk_s) => Some((a, talk_s)),
+            _ => None,
+        };
+        if let Some((a, _)) = answered {
+            let leg = CallParams {
+                call_status: CallStatus::InProgress,
+                ..legs[a].clone()
+            };
+            self.note(StepKind::LegAnswered {
+                number: numbers[a].number.clone(),
+                sid: leg.call_sid.clone(),
+            });
+            self.answered = true;
+            self.world.connected();
+            self.leg_records[first_record + a].answered_at_s = Some(self.now());
+            self.leg_callback(&numbers[a], &leg, CallEvent::Answered, None)
+                .await;
+        }
+        for (i, n) in numbers.iter().enumerate() {
+            if ringing[i].is_none() || answered.is_some_and(|(a, _)| a == i) {
+                continue;
+            }
+            let status = match ended {
+                DialEnd::Timeout => {
+                    self.note(StepKind::LegNoAnswer {
+                        number: n.number.clone(),
+                    });
+                    CallStatus::NoAnswer
+                }
+                _ => {
+                    self.note(StepKind::LegCanceled {
+                        number: n.number.clone(),
+                    });
+                    CallStatus::Canceled
+                }
+            };
+            self.leg_ends(n, &legs[i], first_record + i, status).await;
+        }
+        match ended {
+            DialEnd::CallerHungUp => return self.hung_up(),
+            DialEnd::AllBusy if numbers.len() == 1 => {
+                result.dial_call_status = DialCallStatus::Busy;
+            }
+            DialEnd::Answered(a, talk_s) => {
                 let number = numbers[a].clone();
                 let leg = CallParams {
                     call_status: CallStatus::InProgress,
                     ..legs[a].clone()
                 };
-                self.note(StepKind::LegAnswered {
-                    number: number.number.clone(),
-                    sid: leg.call_sid.clone(),
-                });
-                self.answered = true;
-                self.leg_callback(&number, &leg, CallEvent::Answered, None)
-                    .await;
-                for (i, other) in numbers.iter().enumerate().filter(|(i, _)| *i != a) {
-                    self.note(StepKind::LegCanceled {
-                        number: other.number.clone(),
-                    });
-                    let canceled = CallParams {
-                        call_status: CallStatus::Canceled,
-                        ..legs[i].clone()
-                    };
-                    self.leg_callback(other, &canceled, CallEvent::Completed, Some(0))
-                        .await;
-                }
                 if let Some(whisper) = &number.url {
                     self.whisper(
                         &resolve(doc_url, whisper),
@@ -628,15 +867,12 @@ impl<T: Transport> Session<'_, T> {
                 }
                 self.note(StepKind::Bridged {
                     number: number.number.clone(),
-                    talk_s: self.script.talk_s,
+                    talk_s,
                 });
-                self.clock += self.script.talk_s;
-                let talk = self.script.talk_s.round() as u32;
-                let done = CallParams {
-                    call_status: CallStatus::Completed,
-                    ..leg.clone()
-                };
-                self.leg_callback(&number, &done, CallEvent::Completed, Some(talk))
+                let _ = self.pass(talk_s).await;
+                let talk = talk_s.round() as u32;
+                self.leg_records[first_record + a].talk_s = talk_s;
+                self.leg_ends(&number, &legs[a], first_record + a, CallStatus::Completed)
                     .await;
                 result.dial_call_status = DialCallStatus::Completed;
                 result.dial_call_sid = Some(leg.call_sid.clone());
@@ -655,20 +891,7 @@ impl<T: Transport> Session<'_, T> {
                     result.recording_url = Some(url);
                 }
             }
-            None => {
-                self.clock += f64::from(timeout);
-                for (n, leg) in numbers.iter().zip(&legs) {
-                    self.note(StepKind::LegNoAnswer {
-                        number: n.number.clone(),
-                    });
-                    let rang_out = CallParams {
-                        call_status: CallStatus::NoAnswer,
-                        ..leg.clone()
-                    };
-                    self.leg_callback(n, &rang_out, CallEvent::Completed, Some(0))
-                        .await;
-                }
-            }
+            DialEnd::Timeout | DialEnd::AllBusy => {}
         }
         match &d.action {
             Some(action) => Next::Fetch {
@@ -679,6 +902,52 @@ impl<T: Transport> Session<'_, T> {
             },
             None => Next::Continue,
         }
+    }
+
+    /// A leg left the carrier's queue and rings: its initiated and ringing callbacks.
+    async fn leg_rings(
+        &mut self,
+        number: &twiml::Number,
+        leg: &CallParams,
+        record: usize,
+        queued_s: f64,
+    ) {
+        let now = self.now();
+        self.post_dial_delay_s
+            .get_or_insert(now - self.leg_records[record].requested_at_s);
+        self.leg_records[record].started_at_s = Some(now);
+        self.note(StepKind::LegRinging {
+            number: number.number.clone(),
+            queued_s: (queued_s * 1000.0).round() / 1000.0,
+        });
+        self.leg_callback(number, leg, CallEvent::Initiated, None)
+            .await;
+        let ringing = CallParams {
+            call_status: CallStatus::Ringing,
+            ..leg.clone()
+        };
+        self.leg_callback(number, &ringing, CallEvent::Ringing, None)
+            .await;
+    }
+
+    /// A leg that rang is over: its completed callback, and its slot freed.
+    async fn leg_ends(
+        &mut self,
+        number: &twiml::Number,
+        leg: &CallParams,
+        record: usize,
+        status: CallStatus,
+    ) {
+        let talk = self.leg_records[record].talk_s.round() as u32;
+        self.leg_records[record].ended_at_s = self.now();
+        self.leg_records[record].status = status.as_str();
+        self.world.leg_ended();
+        let done = CallParams {
+            call_status: status,
+            ..leg.clone()
+        };
+        self.leg_callback(number, &done, CallEvent::Completed, Some(talk))
+            .await;
     }
 
     /// A finished recording: noted, and reported to `callback` if the document asked. Returns
@@ -736,12 +1005,14 @@ impl<T: Transport> Session<'_, T> {
                             self.note(StepKind::AgentHears {
                                 text: s.text.clone(),
                             });
-                            self.clock += speech_s(&s.text);
+                            let _ = self.pass(speech_s(&s.text)).await;
                         }
                         Verb::Play(p) => self.note(StepKind::AgentHears {
                             text: format!("<audio {}>", p.url),
                         }),
-                        Verb::Pause(p) => self.clock += f64::from(p.length.unwrap_or(1)),
+                        Verb::Pause(p) => {
+                            let _ = self.pass(f64::from(p.length.unwrap_or(1))).await;
+                        }
                         other => self.note(StepKind::Error {
                             code: 13201,
                             message: format!("{other:?} is not allowed in a whisper"),
@@ -757,12 +1028,13 @@ impl<T: Transport> Session<'_, T> {
     }
 
     async fn record(&mut self, r: &twiml::Record, doc_url: &str) -> Next {
-        let length = self.script.voicemail_s.min(r.max_length.unwrap_or(3600));
+        let length = self.world.voicemail_s().min(r.max_length.unwrap_or(3600));
         if length == 0 {
             // The caller hung up at the beep.
             return Next::End(self.outcome(), "caller");
         }
-        self.clock += f64::from(length);
+        self.world.connected();
+        let _ = self.pass(f64::from(length)).await;
         let n = u128::from_str_radix(self.setup.call_sid.get(2..).unwrap_or("0"), 16).unwrap_or(0);
         let recording = Recording {
             n: n.wrapping_add(0x5eed),

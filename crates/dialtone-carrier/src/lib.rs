@@ -2,9 +2,14 @@
 //! against any voice app (`dialtone call`), the first piece of the carrier emulator.
 
 pub mod interpreter;
+pub mod queue;
+pub mod sim;
 pub mod transcript;
 pub mod transport;
 
-pub use interpreter::{Answer, CallSetup, Script, run_call, run_call_observed, sid};
-pub use transcript::{CallOutcome, Step, StepKind, Transcript};
+pub use interpreter::{
+    Answer, CallSetup, HungUp, PickUp, Script, ScriptWorld, World, run_call, run_call_in,
+    run_call_observed, sid,
+};
+pub use transcript::{CallOutcome, LegRecord, Step, StepKind, Transcript};
 pub use transport::{HttpTransport, Transport, TransportError, WebhookReply, WebhookRequest};

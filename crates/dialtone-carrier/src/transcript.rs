@@ -36,6 +36,11 @@ pub enum StepKind {
         numbers: Vec<String>,
         timeout_s: u32,
     },
+    /// The carrier set the leg up (after `queued_s` in its dial queue) and it rings.
+    LegRinging {
+        number: String,
+        queued_s: f64,
+    },
     LegAnswered {
         number: String,
         sid: String,
@@ -81,6 +86,32 @@ pub enum CallOutcome {
     Rejected,
     /// The carrier could not get usable TwiML.
     ApplicationError,
+    /// The caller hung up before reaching anyone.
+    Abandoned,
+}
+
+/// One outbound leg, as the carrier's call records show it. Times in seconds since the call
+/// arrived.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegRecord {
+    pub sid: String,
+    pub to: String,
+    pub from: String,
+    pub requested_at_s: f64,
+    /// When the carrier set it up (it left the dial queue); `None` if it never did.
+    pub started_at_s: Option<f64>,
+    pub answered_at_s: Option<f64>,
+    pub ended_at_s: f64,
+    /// completed, no-answer, busy or canceled.
+    pub status: &'static str,
+    pub talk_s: f64,
+}
+
+impl LegRecord {
+    /// Seconds in the carrier's dial queue (so far, for a leg that never left it).
+    pub fn queue_s(&self) -> f64 {
+        self.started_at_s.unwrap_or(self.ended_at_s) - self.requested_at_s
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,6 +120,10 @@ pub struct Transcript {
     pub steps: Vec<Step>,
     pub outcome: CallOutcome,
     pub duration_s: f64,
+    /// Every outbound leg the call's `<Dial>`s asked for.
+    pub legs: Vec<LegRecord>,
+    /// From the first `<Dial>` to its first leg ringing.
+    pub post_dial_delay_s: Option<f64>,
 }
 
 impl Transcript {
@@ -183,6 +218,13 @@ impl fmt::Display for Step {
             StepKind::Dialing { numbers, timeout_s } => {
                 write!(f, "dialing {} (ring {timeout_s} s)", numbers.join(", "))
             }
+            StepKind::LegRinging { number, queued_s } if *queued_s > 0.0 => {
+                write!(
+                    f,
+                    "{number} rings (after {queued_s:.1} s in the carrier's queue)"
+                )
+            }
+            StepKind::LegRinging { number, .. } => write!(f, "{number} rings"),
             StepKind::LegAnswered { number, sid } => write!(f, "{number} answered ({sid})"),
             StepKind::LegNoAnswer { number } => write!(f, "{number} did not answer"),
             StepKind::LegCanceled { number } => {

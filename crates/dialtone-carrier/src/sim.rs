@@ -1,0 +1,249 @@
+//! A deterministic virtual-time executor for replay.
+//!
+//! Tasks are futures on one thread; time is a number of seconds that jumps to the next timer
+//! whenever no task can make progress. Ready tasks run in the order they were woken and timers
+//! fire in (time, creation) order, so a run depends only on its inputs. Time has the resolution
+//! of an `f64`, not a timer wheel's millisecond: queueing tests compare waits of milliseconds.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+struct Timer {
+    at: f64,
+    seq: u64,
+    waker: Waker,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timer {
+    /// Reversed: the heap pops the earliest timer, ties in creation order.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .at
+            .total_cmp(&self.at)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// Task ids woken and not yet polled. Wakers must be `Send + Sync`, hence the mutex; it is only
+/// ever taken from the executor's thread.
+#[derive(Default)]
+struct ReadyQueue(Mutex<VecDeque<usize>>);
+
+impl ReadyQueue {
+    fn push(&self, id: usize) {
+        if let Ok(mut q) = self.0.lock() {
+            q.push_back(id);
+        }
+    }
+    fn pop(&self) -> Option<usize> {
+        self.0.lock().ok().and_then(|mut q| q.pop_front())
+    }
+}
+
+struct TaskWaker {
+    id: usize,
+    ready: Arc<ReadyQueue>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.ready.push(self.id);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.push(self.id);
+    }
+}
+
+struct Inner {
+    now: Cell<f64>,
+    seq: Cell<u64>,
+    timers: RefCell<BinaryHeap<Timer>>,
+    tasks: RefCell<Vec<Option<Task>>>,
+    /// Spawned while another task was being polled; moved into `tasks` by the run loop.
+    spawned: RefCell<Vec<Task>>,
+    ready: Arc<ReadyQueue>,
+    timers_fired: Cell<u64>,
+}
+
+/// A handle on the executor: cheap to clone, used by tasks to read the time, sleep and spawn.
+#[derive(Clone)]
+pub struct Sim {
+    inner: Rc<Inner>,
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sim {
+    pub fn new() -> Self {
+        Self {
+            inner: Rc::new(Inner {
+                now: Cell::new(0.0),
+                seq: Cell::new(0),
+                timers: RefCell::new(BinaryHeap::new()),
+                tasks: RefCell::new(Vec::new()),
+                spawned: RefCell::new(Vec::new()),
+                ready: Arc::new(ReadyQueue::default()),
+                timers_fired: Cell::new(0),
+            }),
+        }
+    }
+
+    /// Seconds since the start of the run.
+    pub fn now(&self) -> f64 {
+        self.inner.now.get()
+    }
+
+    pub fn spawn(&self, task: impl Future<Output = ()> + 'static) {
+        self.inner.spawned.borrow_mut().push(Box::pin(task));
+    }
+
+    pub fn sleep(&self, seconds: f64) -> Sleep {
+        self.sleep_until(self.now() + seconds.max(0.0))
+    }
+
+    pub fn sleep_until(&self, at: f64) -> Sleep {
+        Sleep {
+            sim: self.clone(),
+            at,
+            registered: None,
+        }
+    }
+
+    /// Runs until no task can make progress and no timer is left. `progress` is told the time
+    /// every `every_timers` timers, for a progress bar.
+    pub fn run(&self, every_timers: u64, progress: &mut dyn FnMut(f64)) {
+        loop {
+            self.adopt_spawned();
+            while let Some(id) = self.inner.ready.pop() {
+                self.poll_task(id);
+                self.adopt_spawned();
+            }
+            let next = self.inner.timers.borrow_mut().pop();
+            let Some(timer) = next else { return };
+            if timer.at > self.now() {
+                self.inner.now.set(timer.at);
+            }
+            let fired = self.inner.timers_fired.get() + 1;
+            self.inner.timers_fired.set(fired);
+            if every_timers > 0 && fired.is_multiple_of(every_timers) {
+                progress(self.now());
+            }
+            timer.waker.wake();
+        }
+    }
+
+    fn adopt_spawned(&self) {
+        let spawned: Vec<Task> = std::mem::take(&mut *self.inner.spawned.borrow_mut());
+        for task in spawned {
+            let mut tasks = self.inner.tasks.borrow_mut();
+            tasks.push(Some(task));
+            self.inner.ready.push(tasks.len() - 1);
+        }
+    }
+
+    fn poll_task(&self, id: usize) {
+        // Taken out while polled, so the task may spawn and touch the executor.
+        let Some(mut task) = self
+            .inner
+            .tasks
+            .borrow_mut()
+            .get_mut(id)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        let waker = Waker::from(Arc::new(TaskWaker {
+            id,
+            ready: self.inner.ready.clone(),
+        }));
+        let mut cx = Context::from_waker(&waker);
+        if task.as_mut().poll(&mut cx).is_pending() {
+            self.inner.tasks.borrow_mut()[id] = Some(task);
+        }
+    }
+
+    fn add_timer(&self, at: f64, waker: Waker) {
+        let seq = self.inner.seq.get();
+        self.inner.seq.set(seq + 1);
+        self.inner
+            .timers
+            .borrow_mut()
+            .push(Timer { at, seq, waker });
+    }
+}
+
+/// Completes when the virtual clock reaches its time.
+pub struct Sleep {
+    sim: Sim,
+    at: f64,
+    registered: Option<Waker>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.sim.now() >= self.at {
+            return Poll::Ready(());
+        }
+        let fresh = match &self.registered {
+            Some(w) => !w.will_wake(cx.waker()),
+            None => true,
+        };
+        if fresh {
+            self.sim.add_timer(self.at, cx.waker().clone());
+            self.registered = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_see_time_jump_to_their_timers_in_order() {
+        let sim = Sim::new();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        for (name, delay) in [("b", 2.5), ("a", 0.001), ("c", 2.5)] {
+            let (s, log) = (sim.clone(), log.clone());
+            sim.spawn(async move {
+                s.sleep(delay).await;
+                log.borrow_mut().push((name, s.now()));
+                let inner = s.clone();
+                s.spawn(async move {
+                    inner.sleep(1.0).await;
+                });
+            });
+        }
+        let mut ticks = Vec::new();
+        sim.run(1, &mut |t| ticks.push(t));
+        assert_eq!(*log.borrow(), vec![("a", 0.001), ("b", 2.5), ("c", 2.5)]);
+        assert_eq!(sim.now(), 3.5, "the tasks spawned last ran too");
+        assert_eq!(ticks.len(), 6);
+    }
+}
