@@ -134,13 +134,11 @@ impl World for ScriptWorld {
         self.clock.get()
     }
 
-    fn wait_until(&self, at: f64) -> impl Future<Output = Result<(), HungUp>> {
-        // Time moves when the wait is polled, not when it is made: a wait that loses a race
-        // (to a leg setting up) must not have moved the clock.
-        async move {
-            self.clock.set(self.clock.get().max(at));
-            Ok(())
-        }
+    // Time moves when the wait is polled, not when it is made: a wait that loses a race (to a
+    // leg setting up) must not have moved the clock.
+    async fn wait_until(&self, at: f64) -> Result<(), HungUp> {
+        self.clock.set(self.clock.get().max(at));
+        Ok(())
     }
 
     fn setup_leg(&self) -> impl Future<Output = f64> {
