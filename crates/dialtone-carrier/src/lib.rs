@@ -2,6 +2,7 @@
 //! against any voice app (`dialtone call`), the first piece of the carrier emulator.
 
 pub mod interpreter;
+pub mod emulator;
 pub mod queue;
 pub mod sim;
 pub mod transcript;

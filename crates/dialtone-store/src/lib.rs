@@ -145,6 +145,10 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any account has an API key yet (a fresh database has none).
     async fn has_accounts(&self) -> Result<bool, StoreError>;
     async fn round_robin_turns(&self) -> Result<HashMap<String, u64>, StoreError>;
+    /// Commits whatever a store acknowledged before committing it (replay's inline writer).
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Events written and batches committed since start: the writer's own gauge.
     fn stats(&self) -> WriterStats;
 }

@@ -44,12 +44,28 @@ struct Counters {
 pub struct SqliteStore {
     /// Dropping it ends the checkpoint thread.
     _stop_checkpoints: std::sync::mpsc::Sender<()>,
-    writer: flume::Sender<Append>,
+    writer: Writer,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicU64,
     counters: Arc<Counters>,
     recent_sids: Arc<RecentSids>,
 }
+
+enum Writer {
+    /// The writer thread, group-committing what waits in its queue.
+    Thread(flume::Sender<Append>),
+    /// Replay's writer: appends run on the caller's thread and are acknowledged at once, and
+    /// every `INLINE_BATCH` of them is committed in one transaction. Deterministic and fast, and
+    /// not durable until [`Store::flush`]: a simulation has no crash to survive.
+    Inline(Mutex<InlineWriter>),
+}
+
+struct InlineWriter {
+    conn: Connection,
+    pending: Vec<Batch>,
+}
+
+const INLINE_BATCH: usize = 4096;
 
 /// Sid -> `calls.id` for calls not yet merged into `call_sids`. Only the writer changes it, and
 /// only after a commit, so a reader that misses here finds the call in `call_sids` (a merge
@@ -109,6 +125,18 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
 
 impl SqliteStore {
     pub fn open(path: &str, options: SqliteOptions) -> Result<Self, StoreError> {
+        Self::open_with(path, options, false)
+    }
+
+    /// A store whose appends run on the caller's thread, for replay (see [`Writer::Inline`]).
+    pub fn open_inline(path: &str) -> Result<Self, StoreError> {
+        let options = SqliteOptions {
+            fsync_every_commit: false,
+        };
+        Self::open_with(path, options, true)
+    }
+
+    fn open_with(path: &str, options: SqliteOptions, inline: bool) -> Result<Self, StoreError> {
         let dir = Path::new(path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty());
@@ -137,17 +165,27 @@ impl SqliteStore {
             .name("dialtone-sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(&checkpointer, &stopped))
             .map_err(|e| StoreError::Invalid(format!("cannot start the checkpointer: {e}")))?;
-        let (tx, rx) = flume::bounded::<Append>(65_536);
         let counters = Arc::new(Counters::default());
-        let thread_counters = counters.clone();
-        let writer_sids = recent_sids.clone();
-        std::thread::Builder::new()
-            .name("dialtone-sqlite-writer".into())
-            .spawn(move || write_loop(conn, rx, &thread_counters, &writer_sids))
-            .map_err(|e| StoreError::Invalid(format!("cannot start the database writer: {e}")))?;
+        let writer = if inline {
+            Writer::Inline(Mutex::new(InlineWriter {
+                conn,
+                pending: Vec::new(),
+            }))
+        } else {
+            let (tx, rx) = flume::bounded::<Append>(65_536);
+            let thread_counters = counters.clone();
+            let writer_sids = recent_sids.clone();
+            std::thread::Builder::new()
+                .name("dialtone-sqlite-writer".into())
+                .spawn(move || write_loop(conn, rx, &thread_counters, &writer_sids))
+                .map_err(|e| {
+                    StoreError::Invalid(format!("cannot start the database writer: {e}"))
+                })?;
+            Writer::Thread(tx)
+        };
         Ok(Self {
             _stop_checkpoints: stop_checkpoints,
-            writer: tx,
+            writer,
             readers,
             next_reader: AtomicU64::new(0),
             counters,
@@ -733,15 +771,53 @@ fn legs_of(conn: &Connection, call: i64) -> Result<Vec<LegRecord>, rusqlite::Err
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn append(&self, batch: Batch) -> Result<(), StoreError> {
-        let (done, wait) = oneshot::channel();
-        self.writer
-            .send_async(Append { batch, done })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        wait.await.map_err(|_| StoreError::WriterGone)?
+        match &self.writer {
+            Writer::Thread(writer) => {
+                let (done, wait) = oneshot::channel();
+                writer
+                    .send_async(Append { batch, done })
+                    .await
+                    .map_err(|_| StoreError::WriterGone)?;
+                wait.await.map_err(|_| StoreError::WriterGone)?
+            }
+            Writer::Inline(inline) => {
+                let full = {
+                    let mut w = inline.lock().map_err(|_| StoreError::WriterGone)?;
+                    w.pending.push(batch);
+                    w.pending.len() >= INLINE_BATCH
+                };
+                if full { self.flush().await } else { Ok(()) }
+            }
+        }
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        let Writer::Inline(inline) = &self.writer else {
+            return Ok(());
+        };
+        let mut w = inline.lock().map_err(|_| StoreError::WriterGone)?;
+        let InlineWriter { conn, pending } = &mut *w;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let events: usize = pending.iter().map(|b| b.events.len()).sum();
+        in_one_transaction(conn, &self.recent_sids, pending.iter())?;
+        pending.clear();
+        self.counters.events.fetch_add(events as u64, Ordering::Relaxed);
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        let held = self.recent_sids.read().map(|m| m.len()).unwrap_or(0);
+        if held >= MERGE_AT {
+            let mut merge = Merge::default();
+            merge.start(&self.recent_sids);
+            while !merge.pending.is_empty() {
+                merge.step(conn, &self.recent_sids)?;
+            }
+        }
+        Ok(())
     }
 
     async fn calls(&self, q: CallQuery) -> Result<CallPage, StoreError> {
+        self.flush().await?;
         self.read(move |conn| {
             let mut filter = String::from("account = ?1");
             let mut args: Vec<String> = vec![q.account.clone()];
@@ -792,6 +868,7 @@ impl Store for SqliteStore {
     }
 
     async fn call(&self, account: &str, sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        self.flush().await?;
         let (account, sid) = (account.to_owned(), sid.to_owned());
         let recent = self.recent_sids.clone();
         self.read(move |conn| {
