@@ -21,10 +21,17 @@ use crate::transport::Transport;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "distribution", rename_all = "snake_case")]
 pub enum Duration {
-    Fixed { s: f64 },
-    Exponential { mean_s: f64 },
+    Fixed {
+        s: f64,
+    },
+    Exponential {
+        mean_s: f64,
+    },
     /// Log-normal with this median and shape (the σ of the underlying normal).
-    LogNormal { median_s: f64, sigma: f64 },
+    LogNormal {
+        median_s: f64,
+        sigma: f64,
+    },
 }
 
 impl Duration {
@@ -34,9 +41,11 @@ impl Duration {
             Duration::Exponential { mean_s } => Exp::new(1.0 / mean_s.max(1e-9))
                 .map(|d| d.sample(rng))
                 .unwrap_or(mean_s),
-            Duration::LogNormal { median_s, sigma } => LogNormal::new(median_s.max(1e-9).ln(), sigma)
-                .map(|d| d.sample(rng))
-                .unwrap_or(median_s),
+            Duration::LogNormal { median_s, sigma } => {
+                LogNormal::new(median_s.max(1e-9).ln(), sigma)
+                    .map(|d| d.sample(rng))
+                    .unwrap_or(median_s)
+            }
         }
     }
 }
@@ -180,7 +189,11 @@ impl World for CallWorld {
 
     fn next_digit(&self) -> Option<char> {
         let mut d = self.digits.borrow_mut();
-        if d.is_empty() { None } else { Some(d.remove(0)) }
+        if d.is_empty() {
+            None
+        } else {
+            Some(d.remove(0))
+        }
     }
 
     fn voicemail_s(&self) -> u32 {
@@ -246,10 +259,14 @@ pub fn start<T: Transport + 'static>(
             sim2.sleep_until(t).await;
             n += 1;
             let mut rng = ChaCha8Rng::seed_from_u64(call_seed(scenario.seed, n));
-            let to = scenario.numbers[rng.random_range(0..scenario.numbers.len().max(1))
+            let to = scenario.numbers[rng
+                .random_range(0..scenario.numbers.len().max(1))
                 .min(scenario.numbers.len().saturating_sub(1))]
             .clone();
-            let from = format!("+1{}", 2_000_000_000 + rng.random_range(0..7_999_999_999_u64));
+            let from = format!(
+                "+1{}",
+                2_000_000_000 + rng.random_range(0..7_999_999_999_u64)
+            );
             let patience_at = scenario.patience.map(|p| t + p.sample(&mut rng));
             let digits = if scenario.menu_choices.is_empty() {
                 Vec::new()
@@ -265,7 +282,10 @@ pub fn start<T: Transport + 'static>(
                 fallback_url: account.fallback_url.clone(),
                 from: from.clone(),
                 to: to.clone(),
-                call_sid: sid("CA", u128::from(call_seed(scenario.seed ^ 0xca11, n)) << 64 | u128::from(n)),
+                call_sid: sid(
+                    "CA",
+                    u128::from(call_seed(scenario.seed ^ 0xca11, n)) << 64 | u128::from(n),
+                ),
             };
             let world = CallWorld {
                 sim: sim2.clone(),
@@ -279,7 +299,10 @@ pub fn start<T: Transport + 'static>(
             };
             let (transport, done) = (transport.clone(), done2.clone());
             sim2.spawn(async move {
-                let transcript = run_call_in(&*transport, &setup, &world, &mut |_| {}).await;
+                let mut transcript = run_call_in(&*transport, &setup, &world, &mut |_| {}).await;
+                // A day of calls is kept for the report and the call records, which need the
+                // outcome and the legs, not every step (a day's steps are gigabytes).
+                transcript.steps = Vec::new();
                 done.borrow_mut().push(CallRun {
                     arrived_at: world.arrived_at,
                     from,

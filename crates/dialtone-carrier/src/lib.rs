@@ -1,8 +1,8 @@
 //! The carrier side of the TwiML protocol: an interpreter that plays the carrier for a call
 //! against any voice app (`dialtone call`), the first piece of the carrier emulator.
 
-pub mod interpreter;
 pub mod emulator;
+pub mod interpreter;
 pub mod queue;
 pub mod sim;
 pub mod transcript;

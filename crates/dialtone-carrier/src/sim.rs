@@ -11,6 +11,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -59,25 +60,33 @@ impl ReadyQueue {
     }
 }
 
+/// One per task, for its whole life: a sleep compares wakers to know it is already registered,
+/// and a task woken many times before it runs is queued once.
 struct TaskWaker {
     id: usize,
     ready: Arc<ReadyQueue>,
+    queued: std::sync::atomic::AtomicBool,
 }
 
 impl Wake for TaskWaker {
     fn wake(self: Arc<Self>) {
-        self.ready.push(self.id);
+        self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.ready.push(self.id);
+        if !self.queued.swap(true, AtomicOrdering::AcqRel) {
+            self.ready.push(self.id);
+        }
     }
 }
 
 struct Inner {
     now: Cell<f64>,
+    /// `now` for readers outside the executor's tasks (a server's clock), as f64 bits.
+    shared_now: Arc<AtomicU64>,
     seq: Cell<u64>,
     timers: RefCell<BinaryHeap<Timer>>,
     tasks: RefCell<Vec<Option<Task>>>,
+    wakers: RefCell<Vec<Arc<TaskWaker>>>,
     /// Spawned while another task was being polled; moved into `tasks` by the run loop.
     spawned: RefCell<Vec<Task>>,
     ready: Arc<ReadyQueue>,
@@ -101,9 +110,11 @@ impl Sim {
         Self {
             inner: Rc::new(Inner {
                 now: Cell::new(0.0),
+                shared_now: Arc::new(AtomicU64::new(0.0_f64.to_bits())),
                 seq: Cell::new(0),
                 timers: RefCell::new(BinaryHeap::new()),
                 tasks: RefCell::new(Vec::new()),
+                wakers: RefCell::new(Vec::new()),
                 spawned: RefCell::new(Vec::new()),
                 ready: Arc::new(ReadyQueue::default()),
                 timers_fired: Cell::new(0),
@@ -114,6 +125,11 @@ impl Sim {
     /// Seconds since the start of the run.
     pub fn now(&self) -> f64 {
         self.inner.now.get()
+    }
+
+    /// The virtual time for code that cannot hold the executor (it is not `Send`).
+    pub fn time(&self) -> SimTime {
+        SimTime(self.inner.shared_now.clone())
     }
 
     pub fn spawn(&self, task: impl Future<Output = ()> + 'static) {
@@ -145,6 +161,9 @@ impl Sim {
             let Some(timer) = next else { return };
             if timer.at > self.now() {
                 self.inner.now.set(timer.at);
+                self.inner
+                    .shared_now
+                    .store(timer.at.to_bits(), AtomicOrdering::Relaxed);
             }
             let fired = self.inner.timers_fired.get() + 1;
             self.inner.timers_fired.set(fired);
@@ -160,7 +179,13 @@ impl Sim {
         for task in spawned {
             let mut tasks = self.inner.tasks.borrow_mut();
             tasks.push(Some(task));
-            self.inner.ready.push(tasks.len() - 1);
+            let waker = Arc::new(TaskWaker {
+                id: tasks.len() - 1,
+                ready: self.inner.ready.clone(),
+                queued: std::sync::atomic::AtomicBool::new(false),
+            });
+            waker.wake_by_ref();
+            self.inner.wakers.borrow_mut().push(waker);
         }
     }
 
@@ -175,10 +200,9 @@ impl Sim {
         else {
             return;
         };
-        let waker = Waker::from(Arc::new(TaskWaker {
-            id,
-            ready: self.inner.ready.clone(),
-        }));
+        let task_waker = self.inner.wakers.borrow()[id].clone();
+        task_waker.queued.store(false, AtomicOrdering::Release);
+        let waker = Waker::from(task_waker);
         let mut cx = Context::from_waker(&waker);
         if task.as_mut().poll(&mut cx).is_pending() {
             self.inner.tasks.borrow_mut()[id] = Some(task);
@@ -192,6 +216,16 @@ impl Sim {
             .timers
             .borrow_mut()
             .push(Timer { at, seq, waker });
+    }
+}
+
+/// A thread-safe view of a [`Sim`]'s clock.
+#[derive(Clone)]
+pub struct SimTime(Arc<AtomicU64>);
+
+impl SimTime {
+    pub fn seconds(&self) -> f64 {
+        f64::from_bits(self.0.load(AtomicOrdering::Relaxed))
     }
 }
 

@@ -82,7 +82,10 @@ fn one_leg_per_call_is_an_md1_queue() {
             "rho {rho}: mean wait {measured} s, M/D/1 says {theory} s ({} legs)",
             report.queue_wait_s.count
         );
-        assert_eq!(report.connected, report.calls, "nobody gives up without patience");
+        assert_eq!(
+            report.connected, report.calls,
+            "nobody gives up without patience"
+        );
     }
 }
 

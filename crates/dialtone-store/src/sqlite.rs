@@ -803,7 +803,9 @@ impl Store for SqliteStore {
         let events: usize = pending.iter().map(|b| b.events.len()).sum();
         in_one_transaction(conn, &self.recent_sids, pending.iter())?;
         pending.clear();
-        self.counters.events.fetch_add(events as u64, Ordering::Relaxed);
+        self.counters
+            .events
+            .fetch_add(events as u64, Ordering::Relaxed);
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         let held = self.recent_sids.read().map(|m| m.len()).unwrap_or(0);
         if held >= MERGE_AT {

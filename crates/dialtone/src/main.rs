@@ -12,6 +12,7 @@ use dialtone_core::links::Links;
 use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, RoundRobin, SystemClock};
 
 mod call;
+mod replay;
 
 // The webhook path allocates many small strings (form fields, TwiML, events); mimalloc handles
 // that pattern with a fraction of glibc malloc's cost under concurrency.
@@ -38,6 +39,9 @@ enum Command {
     Config(ConfigCommand),
     /// Play the carrier for one call against a running server, printing the conversation.
     Call(call::CallArgs),
+    /// Replay calls through dialtone's router in virtual time, with the carrier's dial queue
+    /// under a limit, and report queue waits, post-dial delay and outcomes.
+    Replay(replay::ReplayArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -142,6 +146,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Call(args) => call::run(args).await,
+            Command::Replay(args) => replay::run(args).await,
             Command::Keys(KeysCommand::Create {
                 account,
                 admin,
