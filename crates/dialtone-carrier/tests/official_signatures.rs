@@ -21,8 +21,11 @@ const TOKEN: &str = "emulator-token ☎";
 /// Remembers every request and its signature.
 #[derive(Default)]
 struct App {
-    seen: Mutex<Vec<(String, Vec<(String, String)>, String)>>,
+    seen: Mutex<Vec<Signed>>,
 }
+
+/// A request as signed: the URL requested, the parameters signed, the signature.
+type Signed = (String, Vec<(String, String)>, String);
 
 impl Transport for App {
     async fn send(
