@@ -240,7 +240,7 @@ pub fn start<T: Transport + 'static>(
     sim.spawn(async move {
         let mut arrivals = ChaCha8Rng::seed_from_u64(scenario.seed);
         let peak = scenario.peak_rate();
-        if peak <= 0.0 {
+        if peak <= 0.0 || scenario.numbers.is_empty() {
             return;
         }
         let gap = Exp::new(peak).ok();
@@ -259,10 +259,7 @@ pub fn start<T: Transport + 'static>(
             sim2.sleep_until(t).await;
             n += 1;
             let mut rng = ChaCha8Rng::seed_from_u64(call_seed(scenario.seed, n));
-            let to = scenario.numbers[rng
-                .random_range(0..scenario.numbers.len().max(1))
-                .min(scenario.numbers.len().saturating_sub(1))]
-            .clone();
+            let to = scenario.numbers[rng.random_range(0..scenario.numbers.len())].clone();
             let from = format!(
                 "+1{}",
                 2_000_000_000 + rng.random_range(0..7_999_999_999_u64)
