@@ -103,14 +103,11 @@ impl Limiter {
     }
 }
 
-struct Waiter {
-    granted: oneshot::Sender<f64>,
-}
-
 struct Shared {
     sim: Sim,
     limiter: RefCell<Limiter>,
-    waiting: RefCell<VecDeque<Waiter>>,
+    /// Each waiting leg's channel for the instant it may start.
+    waiting: RefCell<VecDeque<oneshot::Sender<f64>>>,
     active: Cell<u32>,
     changed: Notify,
 }
@@ -155,10 +152,7 @@ impl DialQueue {
     pub async fn acquire(&self) -> Grant {
         let (tx, rx) = oneshot::channel();
         let requested_at = self.shared.sim.now();
-        self.shared
-            .waiting
-            .borrow_mut()
-            .push_back(Waiter { granted: tx });
+        self.shared.waiting.borrow_mut().push_back(tx);
         self.shared.changed.notify_one();
         match rx.await {
             Ok(started_at) => Grant {
@@ -180,11 +174,6 @@ impl DialQueue {
         self.shared.changed.notify_one();
     }
 
-    /// Legs waiting now (some may belong to callers who already hung up).
-    pub fn depth(&self) -> usize {
-        self.shared.waiting.borrow().len()
-    }
-
     async fn serve(&self) {
         let s = &self.shared;
         loop {
@@ -193,7 +182,7 @@ impl DialQueue {
                 .waiting
                 .borrow()
                 .front()
-                .is_some_and(|w| w.granted.is_closed())
+                .is_some_and(oneshot::Sender::is_closed)
             {
                 s.waiting.borrow_mut().pop_front();
             }
@@ -208,15 +197,13 @@ impl DialQueue {
                 s.sim.sleep_until(at).await;
                 continue;
             }
-            let Some(waiter) = s.waiting.borrow_mut().pop_front() else {
+            // The front was checked open above, with no await since.
+            let Some(granted) = s.waiting.borrow_mut().pop_front() else {
                 continue;
             };
-            if waiter.granted.is_closed() {
-                continue;
-            }
             s.limiter.borrow_mut().take(now);
             s.active.set(s.active.get() + 1);
-            if waiter.granted.send(now).is_err() {
+            if granted.send(now).is_err() {
                 s.active.set(s.active.get() - 1);
             }
         }
