@@ -59,8 +59,12 @@ pub struct Scenario {
     /// Multipliers of the arrival rate by hour of the run (0 = first hour), linearly
     /// interpolated; empty = flat.
     pub curve: Vec<f64>,
-    /// Numbers called (tracking numbers), chosen uniformly.
+    /// Stop after this many calls (with `duration_s`, whichever comes first).
+    pub max_calls: Option<u64>,
+    /// Numbers called (tracking numbers), chosen in proportion to `number_weights`.
     pub numbers: Vec<String>,
+    /// One weight per number; empty = uniform.
+    pub number_weights: Vec<f64>,
     /// How long a caller waits for a person before hanging up; `None` = for ever.
     pub patience: Option<Duration>,
     pub answer_probability: f64,
@@ -83,7 +87,9 @@ impl Default for Scenario {
             duration_s: 3600.0,
             arrivals_per_second: 1.0,
             curve: Vec::new(),
+            max_calls: None,
             numbers: vec!["+14045550100".into()],
+            number_weights: Vec::new(),
             patience: None,
             answer_probability: 1.0,
             busy_probability: 0.0,
@@ -124,6 +130,8 @@ pub struct Account {
     pub voice_url: String,
     pub status_callback: Option<String>,
     pub fallback_url: Option<String>,
+    /// Where recordings are served (the emulator's REST API), if anywhere.
+    pub api_base_url: Option<String>,
 }
 
 struct CallWorld {
@@ -244,9 +252,21 @@ pub fn start<T: Transport + 'static>(
             return;
         }
         let gap = Exp::new(peak).ok();
+        let pick = if scenario.number_weights.is_empty() {
+            None
+        } else {
+            match rand_distr::weighted::WeightedIndex::new(&scenario.number_weights) {
+                Ok(w) => Some(w),
+                // Weights that cannot be drawn from: nobody calls.
+                Err(_) => return,
+            }
+        };
         let mut t = 0.0;
         let mut n: u64 = 0;
         loop {
+            if scenario.max_calls.is_some_and(|max| n >= max) {
+                return;
+            }
             // Thinning: candidates at the peak rate, kept with probability rate(t)/peak.
             t += gap.map_or(f64::INFINITY, |g| g.sample(&mut arrivals));
             if t >= scenario.duration_s {
@@ -259,7 +279,13 @@ pub fn start<T: Transport + 'static>(
             sim2.sleep_until(t).await;
             n += 1;
             let mut rng = ChaCha8Rng::seed_from_u64(call_seed(scenario.seed, n));
-            let to = scenario.numbers[rng.random_range(0..scenario.numbers.len())].clone();
+            let i = match &pick {
+                Some(w) => w.sample(&mut rng),
+                None => rng.random_range(0..scenario.numbers.len()),
+            };
+            let Some(to) = scenario.numbers.get(i).cloned() else {
+                return;
+            };
             let from = format!(
                 "+1{}",
                 2_000_000_000 + rng.random_range(0..7_999_999_999_u64)
@@ -277,6 +303,7 @@ pub fn start<T: Transport + 'static>(
                 voice_url: account.voice_url.clone(),
                 status_callback: account.status_callback.clone(),
                 fallback_url: account.fallback_url.clone(),
+                api_base_url: account.api_base_url.clone(),
                 from: from.clone(),
                 to: to.clone(),
                 call_sid: sid(

@@ -20,7 +20,7 @@ use dialtone_twiml::webhook::{
 };
 use dialtone_twiml::{self as twiml, CallEvent, DialRecord, DialTarget, Method, Response, Verb};
 
-use crate::transcript::{CallOutcome, LegRecord, Step, StepKind, Transcript};
+use crate::transcript::{CallOutcome, LegRecord, RecordingRecord, Step, StepKind, Transcript};
 use crate::transport::{Transport, WebhookRequest};
 
 /// The call being placed.
@@ -37,6 +37,8 @@ pub struct CallSetup {
     pub from: String,
     pub to: String,
     pub call_sid: String,
+    /// Where the carrier's REST API serves recordings; `None`: an address that never resolves.
+    pub api_base_url: Option<String>,
 }
 
 /// Who answers a `<Dial>`.
@@ -202,6 +204,9 @@ fn child_sid(parent: &str, k: u32) -> String {
 /// A recording the carrier made: `n` seeds its sid.
 struct Recording {
     n: u128,
+    /// The call or leg recorded.
+    call_sid: String,
+    started_at_s: f64,
     duration_s: u32,
     voicemail: bool,
 }
@@ -240,6 +245,7 @@ struct Session<'a, T: Transport, W: World> {
     observer: &'a mut dyn FnMut(&Step),
     steps: Vec<Step>,
     leg_records: Vec<LegRecord>,
+    recordings: Vec<RecordingRecord>,
     post_dial_delay_s: Option<f64>,
     legs: u32,
     answered: bool,
@@ -280,6 +286,7 @@ pub async fn run_call_in<T: Transport, W: World>(
         observer,
         steps: Vec::new(),
         leg_records: Vec::new(),
+        recordings: Vec::new(),
         post_dial_delay_s: None,
         legs: 0,
         answered: false,
@@ -310,6 +317,7 @@ pub async fn run_call_in<T: Transport, W: World>(
         duration_s,
         legs: s.leg_records,
         post_dial_delay_s: s.post_dial_delay_s,
+        recordings: s.recordings,
     }
 }
 
@@ -880,6 +888,8 @@ impl<T: Transport, W: World> Session<'_, T, W> {
                     let n = u128::from_str_radix(&leg.call_sid[2..], 16).unwrap_or(0);
                     let recording = Recording {
                         n,
+                        call_sid: leg.call_sid.clone(),
+                        started_at_s: self.now() - talk_s,
                         duration_s: talk,
                         voicemail: false,
                     };
@@ -952,10 +962,24 @@ impl<T: Transport, W: World> Session<'_, T, W> {
     /// its URL.
     async fn recorded(&mut self, rec: Recording, callback: Option<&str>, doc_url: &str) -> String {
         let recording_sid = sid("RE", rec.n);
+        let base = self
+            .setup
+            .api_base_url
+            .as_deref()
+            .unwrap_or("https://carrier.invalid");
         let url = format!(
-            "https://carrier.invalid/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
+            "{}/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
+            base.trim_end_matches('/'),
             self.setup.account_sid
         );
+        self.recordings.push(RecordingRecord {
+            sid: recording_sid.clone(),
+            call_sid: rec.call_sid.clone(),
+            url: url.clone(),
+            started_at_s: rec.started_at_s,
+            duration_s: rec.duration_s,
+            voicemail: rec.voicemail,
+        });
         self.note(StepKind::Recorded {
             url: url.clone(),
             duration_s: rec.duration_s,
@@ -1036,6 +1060,8 @@ impl<T: Transport, W: World> Session<'_, T, W> {
         let n = u128::from_str_radix(self.setup.call_sid.get(2..).unwrap_or("0"), 16).unwrap_or(0);
         let recording = Recording {
             n: n.wrapping_add(0x5eed),
+            call_sid: self.setup.call_sid.clone(),
+            started_at_s: self.now() - f64::from(length),
             duration_s: length,
             voicemail: true,
         };

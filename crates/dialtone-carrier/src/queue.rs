@@ -144,7 +144,7 @@ impl DialQueue {
             }),
         };
         let server = queue.clone();
-        sim.spawn(async move { server.serve().await });
+        sim.spawn_background(async move { server.serve().await });
         queue
     }
 

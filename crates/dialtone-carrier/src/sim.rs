@@ -44,19 +44,24 @@ impl Ord for Timer {
     }
 }
 
-/// Task ids woken and not yet polled. Wakers must be `Send + Sync`, hence the mutex; it is only
-/// ever taken from the executor's thread.
+/// Task ids woken and not yet polled. Wakers must be `Send + Sync`, hence the mutex: in virtual
+/// time it is only taken from the executor's thread; in real time, I/O (HTTP) wakes tasks from
+/// the runtime's threads, and `woken` tells the waiting executor.
 #[derive(Default)]
-struct ReadyQueue(Mutex<VecDeque<usize>>);
+struct ReadyQueue {
+    ids: Mutex<VecDeque<usize>>,
+    woken: tokio::sync::Notify,
+}
 
 impl ReadyQueue {
     fn push(&self, id: usize) {
-        if let Ok(mut q) = self.0.lock() {
+        if let Ok(mut q) = self.ids.lock() {
             q.push_back(id);
         }
+        self.woken.notify_one();
     }
     fn pop(&self) -> Option<usize> {
-        self.0.lock().ok().and_then(|mut q| q.pop_front())
+        self.ids.lock().ok().and_then(|mut q| q.pop_front())
     }
 }
 
@@ -64,6 +69,8 @@ impl ReadyQueue {
 /// and a task woken many times before it runs is queued once.
 struct TaskWaker {
     id: usize,
+    /// A background task (a queue's server) does not keep a real-time run going.
+    background: bool,
     ready: Arc<ReadyQueue>,
     queued: std::sync::atomic::AtomicBool,
 }
@@ -88,7 +95,9 @@ struct Inner {
     tasks: RefCell<Vec<Option<Task>>>,
     wakers: RefCell<Vec<Arc<TaskWaker>>>,
     /// Spawned while another task was being polled; moved into `tasks` by the run loop.
-    spawned: RefCell<Vec<Task>>,
+    spawned: RefCell<Vec<(Task, bool)>>,
+    /// Foreground tasks not yet finished.
+    live: Cell<usize>,
     ready: Arc<ReadyQueue>,
     timers_fired: Cell<u64>,
 }
@@ -116,6 +125,7 @@ impl Sim {
                 tasks: RefCell::new(Vec::new()),
                 wakers: RefCell::new(Vec::new()),
                 spawned: RefCell::new(Vec::new()),
+                live: Cell::new(0),
                 ready: Arc::new(ReadyQueue::default()),
                 timers_fired: Cell::new(0),
             }),
@@ -133,7 +143,15 @@ impl Sim {
     }
 
     pub fn spawn(&self, task: impl Future<Output = ()> + 'static) {
-        self.inner.spawned.borrow_mut().push(Box::pin(task));
+        self.inner
+            .spawned
+            .borrow_mut()
+            .push((Box::pin(task), false));
+    }
+
+    /// A task that serves others and may never finish: a real-time run does not wait for it.
+    pub fn spawn_background(&self, task: impl Future<Output = ()> + 'static) {
+        self.inner.spawned.borrow_mut().push((Box::pin(task), true));
     }
 
     pub fn sleep(&self, seconds: f64) -> Sleep {
@@ -160,10 +178,7 @@ impl Sim {
             let next = self.inner.timers.borrow_mut().pop();
             let Some(timer) = next else { return };
             if timer.at > self.now() {
-                self.inner.now.set(timer.at);
-                self.inner
-                    .shared_now
-                    .store(timer.at.to_bits(), AtomicOrdering::Relaxed);
+                self.set_now(timer.at);
             }
             let fired = self.inner.timers_fired.get() + 1;
             self.inner.timers_fired.set(fired);
@@ -174,13 +189,77 @@ impl Sim {
         }
     }
 
+    /// Runs in real time: the clock is the wall clock since this call, timers fire when it
+    /// reaches them, and tasks may wait on real I/O (the runtime's reactor wakes them). Returns
+    /// when every task but background ones has finished. `tick` is told the time whenever the executor goes idle.
+    pub async fn run_realtime(&self, tick: &mut dyn FnMut(f64)) {
+        let origin = tokio::time::Instant::now();
+        loop {
+            let wall = origin.elapsed().as_secs_f64();
+            if wall > self.now() {
+                self.set_now(wall);
+            }
+            self.adopt_spawned();
+            while let Some(id) = self.inner.ready.pop() {
+                self.poll_task(id);
+                self.adopt_spawned();
+            }
+            let mut fired = false;
+            loop {
+                let due = self
+                    .inner
+                    .timers
+                    .borrow()
+                    .peek()
+                    .is_some_and(|t| t.at <= self.now());
+                if !due {
+                    break;
+                }
+                if let Some(timer) = self.inner.timers.borrow_mut().pop() {
+                    timer.waker.wake();
+                    fired = true;
+                }
+            }
+            if fired {
+                continue;
+            }
+            tick(self.now());
+            if self.inner.live.get() == 0 {
+                return;
+            }
+            let next = self.inner.timers.borrow().peek().map(|t| t.at);
+            let woken = self.inner.ready.woken.notified();
+            match next {
+                Some(at) => {
+                    let deadline = origin + std::time::Duration::from_secs_f64(at.max(0.0));
+                    tokio::select! {
+                        () = woken => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+                    }
+                }
+                None => woken.await,
+            }
+        }
+    }
+
+    fn set_now(&self, t: f64) {
+        self.inner.now.set(t);
+        self.inner
+            .shared_now
+            .store(t.to_bits(), AtomicOrdering::Relaxed);
+    }
+
     fn adopt_spawned(&self) {
-        let spawned: Vec<Task> = std::mem::take(&mut *self.inner.spawned.borrow_mut());
-        for task in spawned {
+        let spawned: Vec<(Task, bool)> = std::mem::take(&mut *self.inner.spawned.borrow_mut());
+        for (task, background) in spawned {
             let mut tasks = self.inner.tasks.borrow_mut();
             tasks.push(Some(task));
+            if !background {
+                self.inner.live.set(self.inner.live.get() + 1);
+            }
             let waker = Arc::new(TaskWaker {
                 id: tasks.len() - 1,
+                background,
                 ready: self.inner.ready.clone(),
                 queued: std::sync::atomic::AtomicBool::new(false),
             });
@@ -206,6 +285,8 @@ impl Sim {
         let mut cx = Context::from_waker(&waker);
         if task.as_mut().poll(&mut cx).is_pending() {
             self.inner.tasks.borrow_mut()[id] = Some(task);
+        } else if !self.inner.wakers.borrow()[id].background {
+            self.inner.live.set(self.inner.live.get() - 1);
         }
     }
 
@@ -279,5 +360,37 @@ mod tests {
         assert_eq!(*log.borrow(), vec![("a", 0.001), ("b", 2.5), ("c", 2.5)]);
         assert_eq!(sim.now(), 3.5, "the tasks spawned last ran too");
         assert_eq!(ticks.len(), 6);
+    }
+
+    /// In real time a task may wait on something outside the executor (here a thread standing
+    /// in for a socket), and timers wait for the wall clock.
+    #[tokio::test]
+    async fn real_time_waits_for_the_wall_clock_and_for_outside_wakeups() {
+        let sim = Sim::new();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<&str>();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let _ = tx.send("from another thread");
+        });
+        let (s, l) = (sim.clone(), log.clone());
+        sim.spawn(async move {
+            s.sleep(0.06).await;
+            l.borrow_mut().push(("timer", s.now()));
+        });
+        let (s, l) = (sim.clone(), log.clone());
+        sim.spawn(async move {
+            let what = rx.await.unwrap_or("dropped");
+            l.borrow_mut().push((what, s.now()));
+        });
+        let started = std::time::Instant::now();
+        sim.run_realtime(&mut |_| {}).await;
+        let wall = started.elapsed().as_secs_f64();
+        let log = log.borrow();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!(log[0].0, "from another thread");
+        assert!(log[0].1 >= 0.03, "woken no earlier than sent: {log:?}");
+        assert_eq!(log[1].0, "timer");
+        assert!(log[1].1 >= 0.06 && wall >= 0.06, "{log:?}, wall {wall}");
     }
 }

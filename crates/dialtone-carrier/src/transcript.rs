@@ -114,6 +114,20 @@ impl LegRecord {
     }
 }
 
+/// A recording the carrier made during the call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordingRecord {
+    pub sid: String,
+    /// The call (or leg) recorded.
+    pub call_sid: String,
+    pub url: String,
+    /// When recording started, in seconds since the call arrived.
+    pub started_at_s: f64,
+    pub duration_s: u32,
+    /// A `<Record>` (voicemail), else a recorded `<Dial>`.
+    pub voicemail: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Transcript {
     pub call_sid: String,
@@ -124,6 +138,7 @@ pub struct Transcript {
     pub legs: Vec<LegRecord>,
     /// From the first `<Dial>` to its first leg ringing.
     pub post_dial_delay_s: Option<f64>,
+    pub recordings: Vec<RecordingRecord>,
 }
 
 impl Transcript {

@@ -95,6 +95,7 @@ fn setup(base: &str, path: &str, fallback: Option<&str>) -> CallSetup {
         from: "+15559990000".into(),
         to: "+15551110000".into(),
         call_sid: "CA00000000000000000000000000000042".into(),
+        api_base_url: None,
     }
 }
 

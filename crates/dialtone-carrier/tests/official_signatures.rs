@@ -94,6 +94,7 @@ fn every_request_the_emulator_sends_verifies_with_the_official_validator() {
         voice_url: "http://app.example:8080/voice?tenant=acme&x=1".into(),
         status_callback: Some("http://app.example:8080/status".into()),
         fallback_url: None,
+        api_base_url: None,
     };
     let scenario = Scenario {
         duration_s: 60.0,

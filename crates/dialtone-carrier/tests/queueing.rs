@@ -48,6 +48,7 @@ fn run(app: Dialer, scenario: Scenario) -> Report {
         voice_url: "http://app.invalid/voice".into(),
         status_callback: None,
         fallback_url: None,
+        api_base_url: None,
     };
     let calls = emulator::start(&sim, Rc::new(app), account, scenario);
     sim.run(0, &mut |_| {});

@@ -90,6 +90,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
         from: args.from,
         to: args.to,
         call_sid: args.call_sid.unwrap_or_else(random_sid),
+        api_base_url: None,
     };
     let answer = match args.answer.as_slice() {
         [] => Answer::Nobody,

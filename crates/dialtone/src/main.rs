@@ -12,7 +12,9 @@ use dialtone_core::links::Links;
 use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, RoundRobin, SystemClock};
 
 mod call;
+mod carrier;
 mod replay;
+mod world;
 
 // The webhook path allocates many small strings (form fields, TwiML, events); mimalloc handles
 // that pattern with a fraction of glibc malloc's cost under concurrency.
@@ -39,6 +41,9 @@ enum Command {
     Config(ConfigCommand),
     /// Play the carrier for one call against a running server, printing the conversation.
     Call(call::CallArgs),
+    /// Be the carrier in real time: place calls against any Voice URL over HTTP, with the
+    /// emulator's callers, agents and dial queue, and serve its call records API.
+    Carrier(carrier::CarrierArgs),
     /// Replay calls through dialtone's router in virtual time, with the carrier's dial queue
     /// under a limit, and report queue waits, post-dial delay and outcomes.
     Replay(replay::ReplayArgs),
@@ -146,6 +151,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Call(args) => call::run(args).await,
+            Command::Carrier(args) => carrier::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Keys(KeysCommand::Create {
                 account,

@@ -1,7 +1,6 @@
 //! `dialtone replay`: the emulated carrier in virtual time against the real dialtone router,
 //! in-process (no sockets), with the server's clock driven by the simulation.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -11,14 +10,15 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::Args;
-use dialtone_carrier::emulator::{self, Account, CallRun, Duration, Report, Scenario};
-use dialtone_carrier::queue::{DialLimit, Pacing};
+use dialtone_carrier::emulator::{self, Account, Report, Scenario};
 use dialtone_carrier::sim::{Sim, SimTime};
-use dialtone_carrier::{CallOutcome, Transport, TransportError, WebhookReply, WebhookRequest};
+use dialtone_carrier::{Transport, TransportError, WebhookReply, WebhookRequest};
 use dialtone_core::links::Links;
 use dialtone_server::{AppState, Clock, ConfigSource, RoundRobin};
 use dialtone_store::{CallQuery, SqliteStore, Store};
 use tower::ServiceExt;
+
+use crate::world::{WorldArgs, positive, print_report, write_cdrs};
 
 /// The base URL the in-process carrier requests (and signs): never resolved.
 const PUBLIC_URL: &str = "http://replay.dialtone.invalid";
@@ -31,35 +31,14 @@ pub struct ReplayArgs {
     /// Mean inbound calls per second (Poisson).
     #[arg(long, default_value_t = 1.0)]
     arrivals_per_second: f64,
-    /// The carrier's limit on outbound leg setups per second (none: unlimited).
-    #[arg(long)]
-    dial_limit: Option<f64>,
-    /// Setups allowed at once after a quiet spell.
-    #[arg(long, default_value_t = 1)]
-    dial_burst: u32,
-    /// Concurrent legs the carrier allows.
-    #[arg(long)]
-    max_concurrent: Option<u32>,
     /// Numbers each call rings at once (simulcall).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
     fanout: u32,
-    /// Mean seconds a caller waits for a person before hanging up (exponential); none = for ever.
-    #[arg(long)]
-    patience_mean_s: Option<f64>,
-    /// Probability that a dialed person answers.
-    #[arg(long, default_value_t = 1.0)]
-    answer_probability: f64,
-    /// Median seconds a phone rings before it is answered (log-normal, σ 0.5); 0 = at once.
-    #[arg(long, default_value_t = 0.0)]
-    ring_median_s: f64,
-    /// Mean seconds of conversation (exponential).
-    #[arg(long, default_value_t = 120.0)]
-    talk_mean_s: f64,
     /// Seconds of virtual time to simulate.
     #[arg(long, default_value_t = 3600.0)]
     duration_s: f64,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    world: WorldArgs,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -194,60 +173,14 @@ fn scenario(args: &ReplayArgs) -> Scenario {
         duration_s: args.duration_s,
         arrivals_per_second: args.arrivals_per_second,
         numbers: vec![TRACKING_NUMBER.into()],
-        patience: args
-            .patience_mean_s
-            .map(|mean_s| Duration::Exponential { mean_s }),
-        answer_probability: args.answer_probability,
-        ring: if args.ring_median_s > 0.0 {
-            Duration::LogNormal {
-                median_s: args.ring_median_s,
-                sigma: 0.5,
-            }
-        } else {
-            Duration::Fixed { s: 0.0 }
-        },
-        talk: Duration::Exponential {
-            mean_s: args.talk_mean_s,
-        },
-        limit: args.dial_limit.map(|per_s| DialLimit {
-            count: args.dial_burst.max(1),
-            period_s: f64::from(args.dial_burst.max(1)) / per_s,
-            pacing: Pacing::Spaced {
-                burst: args.dial_burst,
-            },
-            max_concurrent: args.max_concurrent,
-        }),
-        seed: args.seed,
-        ..Scenario::default()
+        ..args.world.scenario(120.0)
     }
 }
 
 fn check(args: &ReplayArgs) -> anyhow::Result<()> {
-    let positive = |name: &str, v: f64| {
-        anyhow::ensure!(
-            v.is_finite() && v > 0.0,
-            "--{name} must be a positive number, not {v}"
-        );
-        Ok(())
-    };
     positive("arrivals-per-second", args.arrivals_per_second)?;
     positive("duration-s", args.duration_s)?;
-    positive("talk-mean-s", args.talk_mean_s)?;
-    if let Some(v) = args.dial_limit {
-        positive("dial-limit", v)?;
-    }
-    if let Some(v) = args.patience_mean_s {
-        positive("patience-mean-s", v)?;
-    }
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&args.answer_probability),
-        "--answer-probability must be between 0 and 1"
-    );
-    anyhow::ensure!(
-        args.ring_median_s.is_finite() && args.ring_median_s >= 0.0,
-        "--ring-median-s must be 0 or more"
-    );
-    Ok(())
+    args.world.check()
 }
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
@@ -298,6 +231,7 @@ async fn replay(args: &ReplayArgs, dir: &std::path::Path) -> anyhow::Result<()> 
         voice_url: format!("{PUBLIC_URL}/twilio/voice"),
         status_callback: Some(format!("{PUBLIC_URL}/twilio/status")),
         fallback_url: None,
+        api_base_url: None,
     };
     let calls = emulator::start(&sim, transport, account, scenario(args));
 
@@ -334,7 +268,7 @@ async fn replay(args: &ReplayArgs, dir: &std::path::Path) -> anyhow::Result<()> 
         .await?
         .total_records;
     if let Some(path) = &args.cdr_out {
-        write_cdrs(path, &calls, start)?;
+        write_cdrs(path, &calls, ACCOUNT_SID, start)?;
     }
     let out = serde_json::json!({
         "report": report,
@@ -345,85 +279,14 @@ async fn replay(args: &ReplayArgs, dir: &std::path::Path) -> anyhow::Result<()> 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        let r = &report;
         println!(
-            "{} calls in {:.0} simulated s ({:.1} s of wall time, {:.0} calls/s)",
-            r.calls,
-            r.simulated_s,
+            "{} calls in {:.0} simulated s ({:.1} s of wall time, {:.0} calls/s); dialtone logged {logged}",
+            report.calls,
+            report.simulated_s,
             wall_s,
-            r.calls as f64 / wall_s.max(1e-9)
+            report.calls as f64 / wall_s.max(1e-9)
         );
-        println!(
-            "connected {}, voicemail {}, abandoned {}, failed {}; dialtone logged {logged}",
-            r.connected, r.voicemail, r.abandoned, r.failed
-        );
-        println!(
-            "legs {} (rang {}, never rang {}); queue wait mean {:.3} s, p95 {:.3} s, p99 {:.3} s",
-            r.legs.requested,
-            r.legs.started,
-            r.legs.never_rang,
-            r.queue_wait_s.mean,
-            r.queue_wait_s.p95,
-            r.queue_wait_s.p99
-        );
-        println!(
-            "post-dial delay mean {:.3} s, p95 {:.3} s",
-            r.post_dial_delay_s.mean, r.post_dial_delay_s.p95
-        );
+        print_report(&report);
     }
-    Ok(())
-}
-
-/// The carrier's Calls resource, one JSON object a line: each inbound call, then its legs.
-fn write_cdrs(path: &PathBuf, calls: &[CallRun], start: DateTime<Utc>) -> anyhow::Result<()> {
-    let at = |s: f64| (start + chrono::TimeDelta::microseconds((s * 1e6) as i64)).to_rfc2822();
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    let mut sorted: Vec<&CallRun> = calls.iter().collect();
-    sorted.sort_by(|a, b| a.arrived_at.total_cmp(&b.arrived_at));
-    for c in sorted {
-        let t = &c.transcript;
-        let status = match t.outcome {
-            CallOutcome::Rejected => "busy",
-            _ => "completed",
-        };
-        let call = serde_json::json!({
-            "sid": t.call_sid,
-            "parent_call_sid": null,
-            "account_sid": ACCOUNT_SID,
-            "from": c.from,
-            "to": c.to,
-            "status": status,
-            "direction": "inbound",
-            "start_time": at(c.arrived_at),
-            "end_time": at(c.arrived_at + t.duration_s),
-            "duration": t.duration_s.round().to_string(),
-            "queue_time": "0",
-            "answered_by": null,
-            "forwarded_from": null,
-        });
-        writeln!(out, "{call}")?;
-        for leg in &t.legs {
-            let started = leg.started_at_s.unwrap_or(leg.ended_at_s);
-            let record = serde_json::json!({
-                "sid": leg.sid,
-                "parent_call_sid": t.call_sid,
-                "account_sid": ACCOUNT_SID,
-                "from": leg.from,
-                "to": leg.to,
-                "status": leg.status,
-                "direction": "outbound-dial",
-                "start_time": at(c.arrived_at + started),
-                "end_time": at(c.arrived_at + leg.ended_at_s),
-                "duration": leg.talk_s.round().to_string(),
-                "queue_time": (leg.queue_s() * 1000.0).round().to_string(),
-                "answered_by": if leg.answered_at_s.is_some() { Some("human") } else { None },
-                "forwarded_from": null,
-            });
-            writeln!(out, "{record}")?;
-        }
-    }
-    out.flush()?;
     Ok(())
 }

@@ -25,6 +25,7 @@ async fn call(server: &Server, n: u64, to: &str, script: Script) -> (Transcript,
         from: CALLER.into(),
         to: to.into(),
         call_sid: sid("CA", 0xca11_0000 + n),
+        api_base_url: None,
     };
     let transcript = run_call(&HttpTransport::new(), &setup, &script).await;
     for (purpose, url, status) in transcript.requests() {

@@ -77,7 +77,11 @@ fn replay_logs_every_call_through_the_router_and_balances() {
     for leg in &legs {
         assert!(inbound.contains(leg["parent_call_sid"].as_str().unwrap()));
         assert!(leg["queue_time"].as_str().unwrap().parse::<u64>().is_ok());
-        chrono::DateTime::parse_from_rfc2822(leg["start_time"].as_str().unwrap()).unwrap();
+        match leg["start_time"].as_str() {
+            Some(t) => drop(chrono::DateTime::parse_from_rfc2822(t).unwrap()),
+            // Dropped from the dial queue before it was set up.
+            None => assert_eq!(leg["status"], "canceled", "{leg}"),
+        }
     }
 }
 
