@@ -5,6 +5,7 @@ pub mod api;
 pub mod cdr;
 pub mod emulator;
 pub mod interpreter;
+pub mod plot;
 pub mod queue;
 pub mod sim;
 pub mod transcript;

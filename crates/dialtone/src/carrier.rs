@@ -19,7 +19,7 @@ use dialtone_carrier::emulator::{self, Account, CallRun, Report, Scenario};
 use dialtone_carrier::sim::Sim;
 use dialtone_carrier::{CallOutcome, HttpTransport};
 
-use crate::world::{WorldArgs, positive, print_report};
+use crate::world::{WorldArgs, positive, print_report, write_plot};
 
 #[derive(Args, Debug)]
 pub struct CarrierArgs {
@@ -62,6 +62,9 @@ pub struct CarrierArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Draw the per-minute series (queue wait, post-dial delay, outcomes) to this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Do not print a line per finished call.
     #[arg(long, short)]
     quiet: bool,
@@ -224,6 +227,10 @@ pub async fn run(args: CarrierArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     let report = Report::of(&finished, sim.now());
+    if let Some(path) = &args.plot {
+        let title = format!("dialtone carrier: {}", args.voice_url);
+        write_plot(path, &report, &title, start)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

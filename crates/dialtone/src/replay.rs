@@ -18,7 +18,7 @@ use dialtone_server::{AppState, Clock, ConfigSource, RoundRobin};
 use dialtone_store::{CallQuery, SqliteStore, Store};
 use tower::ServiceExt;
 
-use crate::world::{WorldArgs, positive, print_report, write_cdrs};
+use crate::world::{WorldArgs, positive, print_report, write_cdrs, write_plot};
 
 /// The base URL the in-process carrier requests (and signs): never resolved.
 const PUBLIC_URL: &str = "http://replay.dialtone.invalid";
@@ -42,6 +42,9 @@ pub struct ReplayArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Draw the per-minute series (queue wait, post-dial delay, outcomes) to this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Write the carrier's call records, one JSON object a line.
     #[arg(long)]
     cdr_out: Option<PathBuf>,
@@ -258,6 +261,17 @@ async fn replay(args: &ReplayArgs, dir: &std::path::Path) -> anyhow::Result<()> 
 
     let calls = std::mem::take(&mut *calls.borrow_mut());
     let report = Report::of(&calls, sim.now());
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "dialtone replay: {} calls/s, dial limit {}, fan-out {}",
+            args.arrivals_per_second,
+            args.world
+                .dial_limit
+                .map_or("none".to_owned(), |l| format!("{l}/s")),
+            args.fanout
+        );
+        write_plot(path, &report, &title, start)?;
+    }
     let logged = store
         .calls(CallQuery {
             account: "replay".into(),

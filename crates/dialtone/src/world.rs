@@ -170,3 +170,20 @@ pub fn write_cdrs(
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// Draws the report's per-minute series to `path` (SVG), minutes labelled with clock times from
+/// `start` (UTC).
+pub fn write_plot(
+    path: &Path,
+    report: &Report,
+    title: &str,
+    start: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let label = |m: u32| {
+        (start + chrono::TimeDelta::minutes(i64::from(m)))
+            .format("%H:%M")
+            .to_string()
+    };
+    let doc = dialtone_carrier::plot::svg(report, &format!("{title} (times UTC)"), &label);
+    std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))
+}
