@@ -27,8 +27,11 @@ fn report(minutes: u32) -> Report {
     }
 }
 
-/// (element, data-series, points) of every series in the document; panics if it is not XML.
-fn series(doc: &str) -> Vec<(String, String, Vec<(f64, f64)>)> {
+/// A drawn series: (element, data-series, points).
+type Drawn = (String, String, Vec<(f64, f64)>);
+
+/// Every series in the document; panics if it is not XML.
+fn series(doc: &str) -> Vec<Drawn> {
     let mut reader = Reader::from_str(doc);
     let mut found = Vec::new();
     let mut depth = 0i32;
