@@ -9,7 +9,7 @@ use std::rc::Rc;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::interpreter::{CallSetup, HungUp, PickUp, World, run_call_in, sid};
 use crate::queue::{DialLimit, DialQueue};
@@ -18,7 +18,7 @@ use crate::transcript::{CallOutcome, Transcript};
 use crate::transport::Transport;
 
 /// A random duration in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "distribution", rename_all = "snake_case")]
 pub enum Duration {
     Fixed {
@@ -114,6 +114,19 @@ impl Scenario {
         let j = (i + 1).min(self.curve.len() - 1);
         let f = (h - i as f64).min(1.0);
         self.arrivals_per_second * (self.curve[i] * (1.0 - f) + self.curve[j] * f)
+    }
+
+    /// The curve's mean over the run (1 when flat): calls expected = rate · this · duration.
+    pub fn mean_rate_multiplier(&self) -> f64 {
+        if self.curve.is_empty() || self.arrivals_per_second <= 0.0 {
+            return 1.0;
+        }
+        let steps = (self.duration_s / 60.0).ceil().max(1.0) as usize;
+        let dt = self.duration_s / steps as f64;
+        let sum: f64 = (0..steps)
+            .map(|i| self.rate_at((i as f64 + 0.5) * dt))
+            .sum();
+        sum / steps as f64 / self.arrivals_per_second
     }
 
     fn peak_rate(&self) -> f64 {
@@ -421,8 +434,8 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn of(calls: &[CallRun], simulated_s: f64) -> Self {
-        let mut calls: Vec<&CallRun> = calls.iter().collect();
+    pub fn of<'a>(calls: impl IntoIterator<Item = &'a CallRun>, simulated_s: f64) -> Self {
+        let mut calls: Vec<&CallRun> = calls.into_iter().collect();
         calls.sort_by(|a, b| a.arrived_at.total_cmp(&b.arrived_at));
         let mut r = Report {
             calls: calls.len(),

@@ -53,7 +53,7 @@ fn run(app: Dialer, scenario: Scenario) -> Report {
     let calls = emulator::start(&sim, Rc::new(app), account, scenario);
     sim.run(0, &mut |_| {});
     let calls = calls.borrow();
-    Report::of(&calls, sim.now())
+    Report::of(calls.iter(), sim.now())
 }
 
 fn md1(arrivals: f64, limit: f64, duration_s: f64, seed: u64) -> Report {

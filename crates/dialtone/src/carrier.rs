@@ -229,7 +229,7 @@ pub async fn run(args: CarrierArgs) -> anyhow::Result<()> {
     let report = Report::of(&finished, sim.now());
     if let Some(path) = &args.plot {
         let title = format!("dialtone carrier: {}", args.voice_url);
-        write_plot(path, &report, &title, start)?;
+        write_plot(path, &report, &title, start.fixed_offset())?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -14,6 +14,7 @@ use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, RoundRobin, Sy
 mod call;
 mod carrier;
 mod replay;
+mod scenario;
 mod world;
 
 // The webhook path allocates many small strings (form fields, TwiML, events); mimalloc handles

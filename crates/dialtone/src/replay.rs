@@ -18,16 +18,29 @@ use dialtone_server::{AppState, Clock, ConfigSource, RoundRobin};
 use dialtone_store::{CallQuery, SqliteStore, Store};
 use tower::ServiceExt;
 
+use crate::scenario::{self, ACCOUNT_SID, AUTH_TOKEN};
 use crate::world::{WorldArgs, positive, print_report, write_cdrs, write_plot};
 
 /// The base URL the in-process carrier requests (and signs): never resolved.
 const PUBLIC_URL: &str = "http://replay.dialtone.invalid";
-const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
-const AUTH_TOKEN: &str = "replay-auth-token";
 const TRACKING_NUMBER: &str = "+14045550100";
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
+    /// A scenario: a built-in one by name (see --list-scenarios) or a TOML file. Without one,
+    /// a single company under the flags below.
+    #[arg(conflicts_with_all = [
+        "arrivals_per_second", "fanout", "duration_s", "patience_mean_s", "answer_probability",
+        "busy_probability", "ring_median_s", "talk_mean_s", "voicemail_s", "menu_choices",
+        "dial_limit", "dial_burst", "max_concurrent",
+    ])]
+    scenario: Option<String>,
+    /// List the built-in scenarios and exit.
+    #[arg(long)]
+    list_scenarios: bool,
+    /// Print the scenario's file (a starting point for your own) and exit.
+    #[arg(long, requires = "scenario")]
+    show_scenario: bool,
     /// Mean inbound calls per second (Poisson).
     #[arg(long, default_value_t = 1.0)]
     arrivals_per_second: f64,
@@ -171,48 +184,105 @@ say = "Please leave a message."
     )
 }
 
-fn scenario(args: &ReplayArgs) -> Scenario {
-    Scenario {
-        duration_s: args.duration_s,
-        arrivals_per_second: args.arrivals_per_second,
-        numbers: vec![TRACKING_NUMBER.into()],
-        ..args.world.scenario(120.0)
-    }
+/// What to replay: dialtone's configuration and the world around it.
+struct Plan {
+    title: String,
+    config: String,
+    scenario: Scenario,
+    start: DateTime<Utc>,
+    /// The start in the scenario's own offset, for the plot's clock.
+    plot_start: DateTime<chrono::FixedOffset>,
+    /// dialtone accounts whose call logs hold the calls.
+    accounts: Vec<String>,
+    /// Company groups: name and tracking numbers, for the report by group.
+    groups: Vec<(String, Vec<String>)>,
 }
 
-fn check(args: &ReplayArgs) -> anyhow::Result<()> {
+fn plan(args: &ReplayArgs) -> anyhow::Result<Plan> {
+    if let Some(name) = &args.scenario {
+        let (origin, text) = scenario::source(name)?;
+        let loaded = scenario::load(&origin, &text, args.world.seed)?;
+        let mut groups = Vec::new();
+        let mut numbers = loaded.scenario.numbers.iter();
+        for g in &loaded.file.companies {
+            let of_group = numbers.by_ref().take(g.count as usize).cloned().collect();
+            groups.push((g.name.clone(), of_group));
+        }
+        return Ok(Plan {
+            title: format!("dialtone replay: {}", loaded.file.name),
+            start: loaded.file.start_utc(),
+            plot_start: loaded.file.start,
+            accounts: (0..groups.len()).map(|g| format!("group{g}")).collect(),
+            groups,
+            config: loaded.config,
+            scenario: loaded.scenario,
+        });
+    }
     positive("arrivals-per-second", args.arrivals_per_second)?;
     positive("duration-s", args.duration_s)?;
-    args.world.check()
+    args.world.check()?;
+    let start = Utc
+        .with_ymd_and_hms(2026, 5, 14, 13, 0, 0)
+        .single()
+        .context("replay start time")?;
+    Ok(Plan {
+        title: format!(
+            "dialtone replay: {} calls/s, dial limit {}, fan-out {}",
+            args.arrivals_per_second,
+            args.world
+                .dial_limit
+                .map_or("none".to_owned(), |l| format!("{l}/s")),
+            args.fanout
+        ),
+        config: scenario_config(args.fanout),
+        scenario: Scenario {
+            duration_s: args.duration_s,
+            arrivals_per_second: args.arrivals_per_second,
+            numbers: vec![TRACKING_NUMBER.into()],
+            ..args.world.scenario(120.0)
+        },
+        start,
+        plot_start: start.fixed_offset(),
+        accounts: vec!["replay".into()],
+        groups: Vec::new(),
+    })
 }
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    check(&args)?;
+    if args.list_scenarios {
+        print!("{}", scenario::list());
+        return Ok(());
+    }
+    if args.show_scenario
+        && let Some(name) = &args.scenario
+    {
+        print!("{}", scenario::source(name)?.1);
+        return Ok(());
+    }
+    let plan = plan(&args)?;
     let dir = std::env::temp_dir().join(format!(
         "dialtone-replay-{}-{}",
         std::process::id(),
         Utc::now().timestamp_nanos_opt().unwrap_or_default()
     ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let result = replay(&args, &dir).await;
+    let result = replay(&args, plan, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn replay(args: &ReplayArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow::Result<()> {
     let db = dir.join("replay.db");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_inline(&db.to_string_lossy())?);
-    let text: &'static str = Box::leak(scenario_config(args.fanout).into_boxed_str());
+    let text: &'static str = Box::leak(plan.config.into_boxed_str());
     let source = ConfigSource::Builtin {
         name: "replay scenario",
         text,
     };
     let config = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let sim = Sim::new();
-    let start = Utc
-        .with_ymd_and_hms(2026, 5, 14, 13, 0, 0)
-        .single()
-        .context("replay start time")?;
+    let start = plan.start;
+    let duration_s = plan.scenario.duration_s;
     let state = Arc::new(AppState {
         config: ArcSwap::from_pointee(config),
         config_source: source,
@@ -236,9 +306,9 @@ async fn replay(args: &ReplayArgs, dir: &std::path::Path) -> anyhow::Result<()> 
         fallback_url: None,
         api_base_url: None,
     };
-    let calls = emulator::start(&sim, transport, account, scenario(args));
+    let calls = emulator::start(&sim, transport, account, plan.scenario);
 
-    let bar = indicatif::ProgressBar::new(args.duration_s.ceil() as u64);
+    let bar = indicatif::ProgressBar::new(duration_s.ceil() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "replaying {bar:40} {pos}/{len} simulated s ({elapsed}, eta {eta})",
@@ -250,9 +320,7 @@ async fn replay(args: &ReplayArgs, dir: &std::path::Path) -> anyhow::Result<()> 
     // cooperative budget (spent by the queue's channels) does not run out and make every
     // channel answer "yield" for ever.
     tokio::task::unconstrained(async {
-        sim.run(4096, &mut |t| {
-            bar.set_position(t.min(args.duration_s) as u64)
-        });
+        sim.run(4096, &mut |t| bar.set_position(t.min(duration_s) as u64));
     })
     .await;
     bar.finish_and_clear();
@@ -262,30 +330,55 @@ async fn replay(args: &ReplayArgs, dir: &std::path::Path) -> anyhow::Result<()> 
     let calls = std::mem::take(&mut *calls.borrow_mut());
     let report = Report::of(&calls, sim.now());
     if let Some(path) = &args.plot {
-        let title = format!(
-            "dialtone replay: {} calls/s, dial limit {}, fan-out {}",
-            args.arrivals_per_second,
-            args.world
-                .dial_limit
-                .map_or("none".to_owned(), |l| format!("{l}/s")),
-            args.fanout
-        );
-        write_plot(path, &report, &title, start)?;
+        write_plot(path, &report, &plan.title, plan.plot_start)?;
     }
-    let logged = store
-        .calls(CallQuery {
-            account: "replay".into(),
-            page: 1,
-            per_page: 1,
-            ..CallQuery::default()
+    let mut logged = 0;
+    for account in &plan.accounts {
+        logged += store
+            .calls(CallQuery {
+                account: account.clone(),
+                page: 1,
+                per_page: 1,
+                ..CallQuery::default()
+            })
+            .await?
+            .total_records;
+    }
+    let group_of: std::collections::HashMap<&str, usize> = plan
+        .groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, (_, numbers))| numbers.iter().map(move |n| (n.as_str(), g)))
+        .collect();
+    let by_group: Vec<serde_json::Value> = plan
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(g, (name, _))| {
+            let of_group = calls
+                .iter()
+                .filter(|c| group_of.get(c.to.as_str()) == Some(&g));
+            let r = Report::of(of_group, sim.now());
+            serde_json::json!({
+                "group": name,
+                "calls": r.calls,
+                "connected": r.connected,
+                "voicemail": r.voicemail,
+                "abandoned": r.abandoned,
+                "failed": r.failed,
+                "legs": r.legs.requested,
+                "queue_wait_p95_s": r.queue_wait_s.p95,
+                "post_dial_delay_p95_s": r.post_dial_delay_s.p95,
+            })
         })
-        .await?
-        .total_records;
+        .collect();
     if let Some(path) = &args.cdr_out {
         write_cdrs(path, &calls, ACCOUNT_SID, start)?;
     }
     let out = serde_json::json!({
+        "scenario": plan.title,
         "report": report,
+        "by_group": by_group,
         "dialtone_logged_calls": logged,
         "wall_s": (wall_s * 1000.0).round() / 1000.0,
         "calls_per_wall_second": (report.calls as f64 / wall_s.max(1e-9)).round(),
@@ -301,6 +394,17 @@ async fn replay(args: &ReplayArgs, dir: &std::path::Path) -> anyhow::Result<()> 
             report.calls as f64 / wall_s.max(1e-9)
         );
         print_report(&report);
+        for g in &by_group {
+            println!(
+                "  {}: {} calls, {} connected, {} voicemail, {} abandoned, {} failed",
+                g["group"].as_str().unwrap_or(""),
+                g["calls"],
+                g["connected"],
+                g["voicemail"],
+                g["abandoned"],
+                g["failed"]
+            );
+        }
     }
     Ok(())
 }

@@ -172,18 +172,22 @@ pub fn write_cdrs(
 }
 
 /// Draws the report's per-minute series to `path` (SVG), minutes labelled with clock times from
-/// `start` (UTC).
+/// `start`, in its offset.
 pub fn write_plot(
     path: &Path,
     report: &Report,
     title: &str,
-    start: DateTime<Utc>,
+    start: DateTime<chrono::FixedOffset>,
 ) -> anyhow::Result<()> {
     let label = |m: u32| {
         (start + chrono::TimeDelta::minutes(i64::from(m)))
             .format("%H:%M")
             .to_string()
     };
-    let doc = dialtone_carrier::plot::svg(report, &format!("{title} (times UTC)"), &label);
+    let zone = match start.offset().local_minus_utc() {
+        0 => "UTC".to_owned(),
+        _ => format!("UTC{}", start.format("%:z")),
+    };
+    let doc = dialtone_carrier::plot::svg(report, &format!("{title} (times {zone})"), &label);
     std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))
 }

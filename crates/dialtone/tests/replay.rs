@@ -106,3 +106,142 @@ fn bad_replay_flags_are_refused_with_a_reason() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+const SMALL_DAY: &str = r#"
+name = "three groups"
+start = "2026-05-14T09:00:00-04:00"
+duration_s = 1800
+[traffic]
+calls = 2500
+curve = [0.5, 1.5]
+[callers]
+patience = { distribution = "exponential", mean_s = 40 }
+menu_choices = ["1", "2"]
+[agents]
+answer_probability = 0.7
+ring = { distribution = "log_normal", median_s = 4, sigma = 0.5 }
+[carrier]
+dial_limit = 3
+[[companies]]
+name = "simulcall"
+count = 5
+share = 2
+flow = "simulcall"
+fanout = 3
+record = true
+[[companies]]
+name = "single"
+count = 4
+share = 1
+flow = "single"
+[[companies]]
+name = "menu"
+count = 2
+share = 1
+flow = "menu"
+fanout = 2
+"#;
+
+#[test]
+fn a_scenario_file_replays_many_companies_and_reports_each_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("day.toml");
+    std::fs::write(&file, SMALL_DAY).unwrap();
+    let plot = dir.path().join("day.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+        .arg("replay")
+        .arg(&file)
+        .args(["--json", "--seed", "4", "--plot"])
+        .arg(&plot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &out["report"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let calls = n(&r["calls"]);
+    // 2,500 expected; Poisson noise is about ±50.
+    assert!((2300..2700).contains(&calls), "{r}");
+    assert_eq!(
+        n(&out["dialtone_logged_calls"]),
+        calls,
+        "every company's calls were logged"
+    );
+    let groups = out["by_group"].as_array().unwrap();
+    assert_eq!(groups.len(), 3);
+    let total: u64 = groups.iter().map(|g| n(&g["calls"])).sum();
+    assert_eq!(total, calls);
+    // Shares 2:1:1.
+    let share = |i: usize| n(&groups[i]["calls"]) as f64 / calls as f64;
+    assert!((share(0) - 0.5).abs() < 0.05, "{groups:?}");
+    // Legs per call follow each group's flow: three at a time for simulcall, one for single
+    // (callers who hang up during the recording notice dial nobody); the menu rings two
+    // (choice 1) or one (choice 2).
+    let legs = |i: usize| n(&groups[i]["legs"]);
+    let of = |i: usize| n(&groups[i]["calls"]);
+    assert!(legs(0).is_multiple_of(3) && legs(0) <= 3 * of(0) && legs(0) * 10 > 3 * of(0) * 8);
+    assert!(legs(1) <= of(1) && legs(1) * 10 > of(1) * 8);
+    let menu_legs = n(&groups[2]["legs"]) as f64 / n(&groups[2]["calls"]) as f64;
+    assert!(menu_legs > 1.2 && menu_legs < 1.8, "{menu_legs}");
+    // The curve doubles the rate from the first quarter hour to the last.
+    let minutes = r["per_minute"].as_array().unwrap();
+    let arrivals = |range: std::ops::Range<usize>| -> u64 {
+        minutes[range].iter().map(|m| n(&m["arrivals"])).sum()
+    };
+    assert!(arrivals(15..30) > arrivals(0..15), "{r}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("three groups") && svg.contains("UTC-04:00"));
+}
+
+#[test]
+fn scenario_mistakes_and_conflicting_flags_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        SMALL_DAY.replace("flow = \"single\"", "flow = \"singel\""),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+            .arg("replay")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&[file.to_str().unwrap()]);
+    assert!(
+        err.contains("bad.toml") && err.contains("line 27") && err.contains("singel"),
+        "{err}"
+    );
+    let err = run(&["business-day", "--fanout", "2"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let err = run(&["no-such-day"]);
+    assert!(
+        err.contains("neither a built-in scenario (business-day"),
+        "{err}"
+    );
+}
+
+#[test]
+fn built_in_scenarios_are_listed_and_shown() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+        .args(["replay", "business-day", "--show-scenario"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parsed: toml::Value = toml::from_str(&text).expect("the shown scenario is TOML");
+    assert_eq!(parsed["name"].as_str(), Some("business day"));
+    let list = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+        .args(["replay", "--list-scenarios"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).starts_with("business-day: "));
+}
