@@ -3,8 +3,10 @@
 //! Pure by rule: nothing here reads the clock, the disk or the network. Time, configuration text,
 //! environment lookups and round-robin counters are all parameters.
 
+pub mod admission;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod engine;
 pub mod event;
 pub mod flow;
