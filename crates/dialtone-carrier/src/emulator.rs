@@ -78,6 +78,9 @@ pub struct Scenario {
     pub limit: Option<DialLimit>,
     /// Whether `<Dial>` legs count against `limit` (they did at the seed's carrier).
     pub dial_legs_limited: bool,
+    /// Whether the carrier cancels a queued leg when its caller hangs up; if not, the leg still
+    /// takes its setup when its turn comes and the queue sheds nothing.
+    pub cancels_abandoned_legs: bool,
     pub seed: u64,
 }
 
@@ -99,6 +102,7 @@ impl Default for Scenario {
             menu_choices: Vec::new(),
             limit: None,
             dial_legs_limited: true,
+            cancels_abandoned_legs: true,
             seed: 1,
         }
     }
@@ -254,7 +258,11 @@ pub fn start<T: Transport + 'static>(
     let done = Rc::new(RefCell::new(Vec::new()));
     let scenario = Rc::new(scenario);
     let queue = match (scenario.limit, scenario.dial_legs_limited) {
-        (Some(limit), true) => Some(DialQueue::new(sim, limit)),
+        (Some(limit), true) => Some(DialQueue::with_abandoned(
+            sim,
+            limit,
+            scenario.cancels_abandoned_legs,
+        )),
         _ => None,
     };
     let (sim2, done2) = (sim.clone(), done.clone());

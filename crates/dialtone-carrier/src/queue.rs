@@ -110,6 +110,9 @@ struct Shared {
     waiting: RefCell<VecDeque<oneshot::Sender<f64>>>,
     active: Cell<u32>,
     changed: Notify,
+    /// Whether a queued leg whose caller hung up is canceled (leaves without using a setup) or
+    /// still set up when its turn comes.
+    cancels_abandoned: bool,
 }
 
 /// The queue of one carrier account. Cloning shares it.
@@ -132,8 +135,14 @@ impl Grant {
 }
 
 impl DialQueue {
-    /// A queue under `limit`, served by a task on `sim`.
+    /// A queue under `limit`, served by a task on `sim`; legs whose caller hung up are canceled.
     pub fn new(sim: &Sim, limit: DialLimit) -> Self {
+        Self::with_abandoned(sim, limit, true)
+    }
+
+    /// Like [`DialQueue::new`]; with `cancels_abandoned` false, a queued leg whose caller hung
+    /// up still takes its setup when its turn comes, so the queue sheds nothing.
+    pub fn with_abandoned(sim: &Sim, limit: DialLimit, cancels_abandoned: bool) -> Self {
         let queue = Self {
             shared: Rc::new(Shared {
                 sim: sim.clone(),
@@ -141,6 +150,7 @@ impl DialQueue {
                 waiting: RefCell::new(VecDeque::new()),
                 active: Cell::new(0),
                 changed: Notify::new(),
+                cancels_abandoned,
             }),
         };
         let server = queue.clone();
@@ -178,11 +188,11 @@ impl DialQueue {
         let s = &self.shared;
         loop {
             // Callers who hung up while queued are skipped without using a slot.
-            while s
-                .waiting
-                .borrow()
-                .front()
-                .is_some_and(oneshot::Sender::is_closed)
+            while s.cancels_abandoned
+                && s.waiting
+                    .borrow()
+                    .front()
+                    .is_some_and(oneshot::Sender::is_closed)
             {
                 s.waiting.borrow_mut().pop_front();
             }
@@ -292,10 +302,10 @@ mod tests {
         assert_eq!(*out.borrow(), vec![0.0, 5.0]);
     }
 
-    #[test]
-    fn a_caller_who_hangs_up_leaves_the_queue_without_using_a_slot() {
+    /// Starts of three legs at 1/s where the second's caller hangs up after 0.5 s.
+    fn with_one_hang_up(cancels_abandoned: bool) -> Vec<(&'static str, f64)> {
         let sim = Sim::new();
-        let queue = DialQueue::new(&sim, DialLimit::per_second(1.0));
+        let queue = DialQueue::with_abandoned(&sim, DialLimit::per_second(1.0), cancels_abandoned);
         let out = Rc::new(RefCell::new(Vec::new()));
         for (name, patience) in [("first", 10.0), ("impatient", 0.5), ("third", 10.0)] {
             let (s, q, out) = (sim.clone(), queue.clone(), out.clone());
@@ -310,6 +320,19 @@ mod tests {
             });
         }
         sim.run(0, &mut |_| {});
-        assert_eq!(*out.borrow(), vec![("first", 0.0), ("third", 1.0)]);
+        out.take()
+    }
+
+    #[test]
+    fn a_caller_who_hangs_up_leaves_the_queue_without_using_a_slot() {
+        assert_eq!(with_one_hang_up(true), vec![("first", 0.0), ("third", 1.0)]);
+    }
+
+    #[test]
+    fn a_carrier_that_does_not_cancel_still_spends_the_abandoned_legs_setup() {
+        assert_eq!(
+            with_one_hang_up(false),
+            vec![("first", 0.0), ("third", 2.0)]
+        );
     }
 }

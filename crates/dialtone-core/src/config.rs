@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::admission::{Degrade, SetupLimit};
 use crate::flow::{
     Action, CallerId, DialStep, Flow, FlowProblem, Menu, Message, Schedule, Step, StepId, Strategy,
 };
@@ -29,6 +30,7 @@ pub const DEFAULT_INVALID_CHOICE: &str = "Sorry, that is not a valid choice.";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    pub admission: Admission,
     pub carrier_accounts: Vec<CarrierAccount>,
     pub accounts: Vec<Account>,
     pub companies: Vec<Company>,
@@ -37,11 +39,34 @@ pub struct Config {
     numbers: HashMap<String, (usize, usize)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How dialtone behaves under its carriers' dial limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admission {
+    /// Ask for fewer legs when the carrier's queue would delay callers past the budget.
+    pub degrade: bool,
+    /// Seconds of added delay the highest tier may get before its dials are shaped.
+    pub budget_s: f64,
+    /// Service tiers, highest first; companies name theirs (default: the first).
+    pub tiers: Vec<String>,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self {
+            degrade: true,
+            budget_s: 1.0,
+            tiers: vec!["standard".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct CarrierAccount {
     pub name: String,
     pub account_sid: String,
     pub auth_token: String,
+    /// The account's limit on outbound call setups, when known.
+    pub dial_limit: Option<SetupLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +91,8 @@ pub struct Company {
     pub recording: RecordingPolicy,
     pub trackers: Vec<Tracker>,
     pub flows: BTreeMap<String, Flow>,
+    /// Index into `Admission::tiers`: lower tiers are shaped first.
+    pub tier: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +162,15 @@ impl Config {
     pub fn tracking_numbers(&self) -> usize {
         self.numbers.len()
     }
+
+    /// The degradation policy of `company`.
+    pub fn degrade(&self, company: &Company) -> Degrade {
+        Degrade {
+            budget_s: self.admission.budget_s,
+            tier: company.tier,
+            tiers: self.admission.tiers.len().clamp(1, usize::from(u8::MAX)) as u8,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,6 +236,7 @@ impl Reporter<'_> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    admission: Option<Spanned<RawAdmission>>,
     #[serde(default)]
     carrier_accounts: Vec<Spanned<RawCarrier>>,
     #[serde(default)]
@@ -210,9 +247,26 @@ struct RawConfig {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawAdmission {
+    degrade: Option<bool>,
+    budget_s: Option<f64>,
+    tiers: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    count: u32,
+    period_s: Option<f64>,
+    burst: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawCarrier {
     name: Spanned<String>,
     account_sid: Spanned<String>,
+    dial_limit: Option<Spanned<RawLimit>>,
     auth_token: Option<String>,
     /// Name of an environment variable holding the token, so secrets stay out of the file.
     auth_token_env: Option<Spanned<String>>,
@@ -235,6 +289,7 @@ struct RawCompany {
     time_zone: Spanned<String>,
     website_number: Option<Spanned<String>>,
     primary_number: Spanned<String>,
+    tier: Option<Spanned<String>>,
     #[serde(default)]
     destinations: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
@@ -381,6 +436,33 @@ pub fn load(file: &str, source: &str, env: &dyn Environment) -> Result<Config, C
 }
 
 fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
+    let mut admission = Admission::default();
+    if let Some(a) = raw.admission {
+        let span = a.span();
+        let a = a.into_inner();
+        admission.degrade = a.degrade.unwrap_or(admission.degrade);
+        if let Some(b) = a.budget_s {
+            if b.is_finite() && b >= 0.0 {
+                admission.budget_s = b;
+            } else {
+                r.at(
+                    Some(span.clone()),
+                    "[admission] budget_s must be 0 or more seconds",
+                );
+            }
+        }
+        if let Some(tiers) = a.tiers {
+            let distinct: BTreeSet<&String> = tiers.iter().collect();
+            if tiers.is_empty() || tiers.len() > 16 || distinct.len() != tiers.len() {
+                r.at(
+                    Some(span),
+                    "[admission] tiers: 1 to 16 distinct names, highest service first",
+                );
+            } else {
+                admission.tiers = tiers;
+            }
+        }
+    }
     let mut carrier_accounts = Vec::new();
     for c in raw.carrier_accounts {
         let span = c.span();
@@ -424,10 +506,28 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
                 String::new()
             }
         };
+        let dial_limit = c.dial_limit.and_then(|l| {
+            let span = l.span();
+            let l = l.into_inner();
+            let period_s = l.period_s.unwrap_or(1.0);
+            let ok = l.count > 0 && period_s.is_finite() && period_s > 0.0;
+            if !ok {
+                r.at(
+                    Some(span),
+                    "dial_limit: `count` setups (1 or more) per `period_s` seconds (more than 0)",
+                );
+            }
+            ok.then_some(SetupLimit {
+                count: l.count,
+                period_s,
+                burst: l.burst.unwrap_or(1).max(1),
+            })
+        });
         carrier_accounts.push(CarrierAccount {
             name: c.name.into_inner(),
             account_sid: sid.clone(),
             auth_token: token,
+            dial_limit,
         });
     }
 
@@ -461,7 +561,14 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
     let mut companies = Vec::new();
     let mut numbers: HashMap<String, (usize, usize)> = HashMap::new();
     for (ci, c) in raw.companies.into_iter().enumerate() {
-        let company = convert_company(c.into_inner(), r, &carrier_accounts, &accounts, &companies);
+        let company = convert_company(
+            c.into_inner(),
+            r,
+            &carrier_accounts,
+            &accounts,
+            &companies,
+            &admission.tiers,
+        );
         for (ti, t) in company.trackers.iter().enumerate() {
             for n in &t.numbers {
                 if let Some(&(oc, ot)) = numbers.get(n.as_str()) {
@@ -481,6 +588,7 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
         companies.push(company);
     }
     Config {
+        admission,
         carrier_accounts,
         accounts,
         companies,
@@ -511,6 +619,7 @@ fn convert_company(
     carriers: &[CarrierAccount],
     accounts: &[Account],
     earlier: &[Company],
+    tiers: &[String],
 ) -> Company {
     let slug = c.slug.get_ref().clone();
     if !slug_ok(&slug) {
@@ -583,6 +692,23 @@ fn convert_company(
     let primary_number = resolve(r, &c.primary_number)
         .unwrap_or_else(|| PhoneNumber::parse("+10000000000").expect("valid"));
     let website_number = c.website_number.as_ref().and_then(|s| phone(r, s));
+    let tier = match &c.tier {
+        None => 0,
+        Some(t) => match tiers.iter().position(|x| x == t.get_ref()) {
+            Some(i) => i as u8,
+            None => {
+                r.at(
+                    Some(t.span()),
+                    format!(
+                        "company `{slug}`: tier `{}` is not one of [admission] tiers ({})",
+                        t.get_ref(),
+                        tiers.join(", ")
+                    ),
+                );
+                0
+            }
+        },
+    };
     let holidays = c.holidays.iter().filter_map(|d| date(r, d)).collect();
 
     let without_notice_reason = match c.recording.without_notice_reason {
@@ -687,6 +813,7 @@ fn convert_company(
         recording,
         trackers,
         flows,
+        tier,
     }
 }
 

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use dialtone_twiml as twiml;
 
+use crate::admission::DialShape;
 use crate::config::Company;
 use crate::flow::{Action, CallerId, DialStep, Flow, Menu, Message, StepId, Strategy};
 use crate::links::{Callback, Links, Resume};
@@ -17,6 +18,30 @@ pub struct Call<'a> {
     pub flow: &'a Flow,
     pub tracking_number: &'a str,
     pub now: DateTime<Utc>,
+    /// What the carrier's dial limit allows right now.
+    pub admission: &'a (dyn Admission + Sync),
+}
+
+/// How many legs a dial may ask for, decided by the caller of the engine from the carrier's
+/// dial limit (see [`crate::admission`]).
+pub trait Admission {
+    /// The shape of a dial that would ask for `legs` destinations at once.
+    fn shape(&self, legs: u32) -> DialShape;
+}
+
+impl std::fmt::Debug for dyn Admission + Sync + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission")
+    }
+}
+
+/// Every dial as the flow says.
+pub struct Unlimited;
+
+impl Admission for Unlimited {
+    fn shape(&self, _legs: u32) -> DialShape {
+        DialShape::Full
+    }
 }
 
 /// Round-robin turns, kept by the caller of the engine (they outlive a call and survive restarts).
@@ -50,6 +75,8 @@ pub struct Outcome {
     pub voicemail_offered: bool,
     /// A round-robin counter that moved: (key, turns taken so far).
     pub turn: Option<(String, u64)>,
+    /// The shape of the dial asked for, when it is not the flow's own (degraded).
+    pub degraded: Option<DialShape>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +124,7 @@ pub fn resume(
         expected,
     };
     let mut run = Run::new(call, links, turns, at.recording);
+    run.shape = at.shape;
     match (input, action) {
         (Input::Menu { digits }, Action::Menu(menu)) => {
             let choice = digits.as_deref().filter(|d| !d.is_empty());
@@ -117,7 +145,15 @@ pub fn resume(
         }
         (Input::DialEnded { answered: false }, Action::Dial(dial)) => {
             let tried = at.n as usize + 1;
-            if dial.strategy != Strategy::Simulcall && tried < dial.destinations.len() {
+            let more = match (dial.strategy, at.shape) {
+                // The primary alone did not answer: now the others, together.
+                (Strategy::Simulcall, DialShape::PrimaryFirst) => {
+                    at.n == 0 && tried < dial.destinations.len()
+                }
+                (Strategy::Simulcall, _) => false,
+                _ => tried < dial.destinations.len(),
+            };
+            if more {
                 run.dial(id, dial, at.n + 1, at.rotation);
             } else {
                 run.from(dial.next);
@@ -193,6 +229,8 @@ struct Run<'a> {
     links: &'a Links,
     turns: &'a dyn Turns,
     out: Outcome,
+    /// The shape of this call's dial, carried in its callback URLs.
+    shape: DialShape,
 }
 
 impl<'a> Run<'a> {
@@ -205,6 +243,7 @@ impl<'a> Run<'a> {
                 recording,
                 ..Default::default()
             },
+            shape: DialShape::Full,
         }
     }
 
@@ -216,6 +255,7 @@ impl<'a> Run<'a> {
             recording: self.out.recording,
             n,
             rotation,
+            shape: self.shape,
         }
     }
 
@@ -285,6 +325,14 @@ impl<'a> Run<'a> {
                             (turn % dial.destinations.len().max(1) as u64) as u32
                         }
                         _ => 0,
+                    };
+                    self.shape = match dial.strategy {
+                        Strategy::Simulcall => {
+                            let legs = u32::try_from(dial.destinations.len()).unwrap_or(u32::MAX);
+                            self.call.admission.shape(legs)
+                        }
+                        // One leg at a time already.
+                        Strategy::Sequential | Strategy::RoundRobin => DialShape::Full,
                     };
                     return self.dial(id, dial, 0, rotation);
                 }
@@ -360,15 +408,21 @@ impl<'a> Run<'a> {
     /// Rings the destinations for position `n` of this dial's order.
     fn dial(&mut self, id: StepId, dial: &DialStep, n: u32, rotation: u32) {
         let count = dial.destinations.len();
-        let now_ringing: Vec<PhoneNumber> = match dial.strategy {
-            Strategy::Simulcall => dial.destinations.clone(),
-            Strategy::Sequential => dial
+        let primary = || dial.destinations.first().cloned().into_iter().collect();
+        let now_ringing: Vec<PhoneNumber> = match (dial.strategy, self.shape) {
+            (Strategy::Simulcall, DialShape::Full) => dial.destinations.clone(),
+            (Strategy::Simulcall, DialShape::PrimaryFirst) if n == 0 => primary(),
+            (Strategy::Simulcall, DialShape::PrimaryFirst) => {
+                dial.destinations.iter().skip(1).cloned().collect()
+            }
+            (Strategy::Simulcall, DialShape::PrimaryOnly) => primary(),
+            (Strategy::Sequential, _) => dial
                 .destinations
                 .get(n as usize)
                 .cloned()
                 .into_iter()
                 .collect(),
-            Strategy::RoundRobin => dial
+            (Strategy::RoundRobin, _) => dial
                 .destinations
                 .get((rotation as usize + n as usize) % count.max(1))
                 .cloned()
@@ -405,9 +459,19 @@ impl<'a> Run<'a> {
             CallerId::Fixed(n) => Some(n.to_string()),
         };
         let recording = self.out.recording;
+        // The primary alone rings half the timeout (at least 5 s), leaving the others theirs.
+        let timeout = match self.shape {
+            DialShape::PrimaryFirst if n == 0 && dial.strategy == Strategy::Simulcall => {
+                (dial.ring_timeout_s / 2).max(5).min(dial.ring_timeout_s)
+            }
+            _ => dial.ring_timeout_s,
+        };
+        if self.shape != DialShape::Full {
+            self.out.degraded = Some(self.shape);
+        }
         self.out.response.verbs.push(twiml::Verb::Dial(twiml::Dial {
             action: Some(self.links.flow(Callback::Dial, &resume)),
-            timeout: Some(dial.ring_timeout_s),
+            timeout: Some(timeout),
             caller_id,
             record: recording.then_some(twiml::DialRecord::RecordFromAnswerDual),
             recording_status_callback: recording.then(|| self.links.recording(company, false)),

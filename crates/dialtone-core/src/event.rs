@@ -63,6 +63,9 @@ pub struct Answer {
     pub routing: Option<Routing>,
     /// Why the answer is not the flow's normal one (backup routing, unknown number...).
     pub reason: Option<String>,
+    /// The dial's shape when the carrier's limit made dialtone ask for fewer legs.
+    #[serde(default)]
+    pub degraded: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,8 @@
 
 use std::fmt::Write;
 
+use crate::admission::DialShape;
+
 /// Which callback a URL is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Callback {
@@ -41,6 +43,8 @@ pub struct Resume {
     pub n: u32,
     /// Round robin: where this call's rotation started.
     pub rotation: u32,
+    /// The dial's shape under the carrier's limit (`ds`, absent = full).
+    pub shape: DialShape,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +66,13 @@ impl Resume {
                 "rec" => r.recording = v == "1",
                 "n" => r.n = v.parse().map_err(|_| BadResume("n"))?,
                 "rr" => r.rotation = v.parse().map_err(|_| BadResume("rr"))?,
+                "ds" => {
+                    r.shape = v
+                        .parse()
+                        .ok()
+                        .and_then(DialShape::from_code)
+                        .ok_or(BadResume("ds"))?
+                }
                 _ => {}
             }
         }
@@ -105,6 +116,9 @@ impl Links {
             at.n,
             at.rotation
         );
+        if at.shape != DialShape::Full {
+            let _ = write!(s, "&ds={}", at.shape.code());
+        }
         s
     }
 
@@ -132,9 +146,10 @@ mod tests {
         #[test]
         fn a_link_reads_back_as_written(
             company in "[a-z0-9_-]{1,20}", flow in "[a-z0-9_-]{1,20}", step in "[a-z0-9_-]{1,20}",
-            recording: bool, n: u32, rotation: u32,
+            recording: bool, n: u32, rotation: u32, shape in 0u8..3,
         ) {
-            let at = Resume { company, flow, step, recording, n, rotation };
+            let shape = DialShape::from_code(shape).unwrap_or_default();
+            let at = Resume { company, flow, step, recording, n, rotation, shape };
             let url = Links::new("https://calls.example.com/").flow(Callback::Dial, &at);
             let query = url.split_once('?').unwrap().1;
             prop_assert!(url.starts_with("https://calls.example.com/twilio/dial?"));

@@ -92,6 +92,7 @@ fn main_flow_plays_the_notice_then_rings_everyone_recorded() {
         flow,
         tracking_number: "+14045550100",
         now: monday(10, 0),
+        admission: &dialtone_core::engine::Unlimited,
     };
     let out = engine::start(&call, &links(), &Counter::default());
     assert_eq!(out.path, ["notice", "record", "ring"]);
@@ -141,6 +142,7 @@ fn menu_flow_routes_by_digit_and_business_hours() {
         flow,
         tracking_number: "+14045550150",
         now: monday(9, 30),
+        admission: &dialtone_core::engine::Unlimited,
     };
     let out = engine::start(&open, &links(), &turns);
     assert_eq!(out.path, ["hours", "greeting", "choose"]);
@@ -224,6 +226,7 @@ fn menu_flow_routes_by_digit_and_business_hours() {
     // Saturday, or 18:00 on a weekday: straight to voicemail.
     let closed = Call {
         now: monday(18, 0),
+        admission: &dialtone_core::engine::Unlimited,
         ..open
     };
     assert_eq!(
@@ -242,6 +245,7 @@ fn round_robin_takes_turns_across_calls_and_falls_over_to_the_next() {
         flow,
         tracking_number: "+14045550150",
         now: monday(11, 0),
+        admission: &dialtone_core::engine::Unlimited,
     };
     let start = engine::start(&call, &links(), &turns);
     let Verb::Gather(g) = &start.response.verbs[1] else {
@@ -294,6 +298,7 @@ fn a_callback_for_a_step_that_changed_kind_is_an_error_not_a_panic() {
         flow,
         tracking_number: "+14045550100",
         now: monday(10, 0),
+        admission: &dialtone_core::engine::Unlimited,
     };
     let at = Resume {
         company: "acme-plumbing".into(),
@@ -460,7 +465,7 @@ proptest! {
         let flow = build(&kinds, &picks);
         prop_assume!(flow.problems(false).is_empty());
         let company = acme();
-        let call = Call { company: &company, flow: &flow, tracking_number: "+14045550100", now: monday(hour, 0) };
+        let call = Call { company: &company, flow: &flow, tracking_number: "+14045550100", now: monday(hour, 0), admission: &dialtone_core::engine::Unlimited };
         let turns = Counter::default();
         let mut out = engine::start(&call, &links(), &turns);
         let mut notice = false;
@@ -483,4 +488,107 @@ proptest! {
             out = engine::resume(&call, &links(), &turns, &at, input).unwrap();
         }
     }
+}
+
+/// Admission that always answers one shape.
+struct Shaped(dialtone_core::admission::DialShape);
+
+impl engine::Admission for Shaped {
+    fn shape(&self, _legs: u32) -> dialtone_core::admission::DialShape {
+        self.0
+    }
+}
+
+#[test]
+fn a_degraded_simulcall_rings_the_primary_first_then_the_others_then_voicemail() {
+    use dialtone_core::admission::DialShape;
+    let company = acme();
+    let flow = &company.flows["main"];
+    let call = Call {
+        company: &company,
+        flow,
+        tracking_number: "+14045550100",
+        now: monday(10, 0),
+        admission: &Shaped(DialShape::PrimaryFirst),
+    };
+    let out = engine::start(&call, &links(), &Counter::default());
+    assert_eq!(out.degraded, Some(DialShape::PrimaryFirst));
+    let first = the_dial(&out.response);
+    assert_eq!(numbers(first), ["+14045550111"], "the primary alone");
+    assert_eq!(first.timeout, Some(10), "half the 20 s ring timeout");
+    assert!(
+        out.notice_played && out.recording,
+        "the caller still gets the flow"
+    );
+
+    // The carrier's answer to the URL it was given: nobody answered the primary.
+    let at = resume_of(first.action.as_deref().expect("dial action"));
+    assert_eq!(
+        at.shape,
+        DialShape::PrimaryFirst,
+        "the shape rides in the callback URL"
+    );
+    let unlimited = Call {
+        admission: &engine::Unlimited,
+        ..call
+    };
+    let out = engine::resume(
+        &unlimited,
+        &links(),
+        &Counter::default(),
+        &at,
+        Input::DialEnded { answered: false },
+    )
+    .expect("resumes");
+    let second = the_dial(&out.response);
+    assert_eq!(
+        numbers(second),
+        ["+14045550112"],
+        "then the others together"
+    );
+    assert_eq!(second.timeout, Some(20));
+    assert_eq!(
+        second.record,
+        Some(DialRecord::RecordFromAnswerDual),
+        "still recorded"
+    );
+
+    let at = resume_of(second.action.as_deref().expect("dial action"));
+    let out = engine::resume(
+        &unlimited,
+        &links(),
+        &Counter::default(),
+        &at,
+        Input::DialEnded { answered: false },
+    )
+    .expect("resumes");
+    assert!(out.voicemail_offered, "{:?}", out.path);
+}
+
+#[test]
+fn primary_only_rings_one_number_and_moves_on() {
+    use dialtone_core::admission::DialShape;
+    let company = acme();
+    let flow = &company.flows["main"];
+    let call = Call {
+        company: &company,
+        flow,
+        tracking_number: "+14045550100",
+        now: monday(10, 0),
+        admission: &Shaped(DialShape::PrimaryOnly),
+    };
+    let out = engine::start(&call, &links(), &Counter::default());
+    let dial = the_dial(&out.response);
+    assert_eq!(numbers(dial), ["+14045550111"]);
+    assert_eq!(dial.timeout, Some(20));
+    let at = resume_of(dial.action.as_deref().expect("dial action"));
+    let out = engine::resume(
+        &call,
+        &links(),
+        &Counter::default(),
+        &at,
+        Input::DialEnded { answered: false },
+    )
+    .expect("resumes");
+    assert!(out.voicemail_offered);
 }

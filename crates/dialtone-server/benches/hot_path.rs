@@ -62,6 +62,7 @@ fn hot_path(c: &mut Criterion) {
                     flow: t.flow,
                     tracking_number: &call.to,
                     now,
+                    admission: &dialtone_core::engine::Unlimited,
                 },
                 &links,
                 &turns,

@@ -21,6 +21,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/calls", get(list_calls))
         .route("/api/v1/calls/{id}", get(get_call))
         .route("/api/v1/config/reload", post(reload))
+        .route("/api/v1/admission", get(admission))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
 }
@@ -194,6 +195,39 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
+/// What dialtone knows about each carrier account's dial limit (operators: any admin key).
+async fn admission(
+    State(state): State<Arc<AppState>>,
+    Auth(key): Auth,
+) -> Result<Response, ApiError> {
+    if !key.admin {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "carrier limits are shown to admin API keys".into(),
+        ));
+    }
+    let config = state.config.load();
+    let accounts: Vec<serde_json::Value> = state
+        .admission
+        .status(state.clock.now())
+        .into_iter()
+        .map(|a| {
+            let name = config
+                .carrier_by_sid(&a.account_sid)
+                .map(|c| c.name.clone());
+            json!({ "carrier_account": name, "status": a })
+        })
+        .collect();
+    Ok(Json(json!({
+        "degrade": config.admission.degrade,
+        "budget_s": config.admission.budget_s,
+        "tiers": config.admission.tiers,
+        "degraded_calls": state.admission.degraded_calls(),
+        "carrier_accounts": accounts,
+    }))
+    .into_response())
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let Some(handle) = &state.metrics else {
         return (
@@ -208,7 +242,35 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     metrics::counter!(telemetry::LOG_FAILED_COMMITS).absolute(w.failed_commits);
     metrics::gauge!(telemetry::LOG_SPOOLED).set(w.spooled as f64);
     metrics::gauge!(telemetry::LOG_UNMERGED_SIDS).set(w.unmerged_sids as f64);
-    metrics::gauge!(telemetry::TRACKING_NUMBERS).set(state.config.load().tracking_numbers() as f64);
+    let config = state.config.load();
+    metrics::gauge!(telemetry::TRACKING_NUMBERS).set(config.tracking_numbers() as f64);
+    metrics::counter!(telemetry::DEGRADED_CALLS).absolute(state.admission.degraded_calls());
+    for a in state.admission.status(state.clock.now()) {
+        let Some(carrier) = config.carrier_by_sid(&a.account_sid) else {
+            continue;
+        };
+        let name = carrier.name.clone();
+        metrics::gauge!(telemetry::DIAL_OFFERED, "carrier_account" => name.clone())
+            .set(a.offered_legs_per_s);
+        metrics::gauge!(telemetry::DIAL_PREDICTED_QUEUE, "carrier_account" => name.clone())
+            .set(a.predicted_queue_s);
+        if let Some(q) = a.observed_queue_s {
+            metrics::gauge!(telemetry::DIAL_OBSERVED_QUEUE, "carrier_account" => name.clone())
+                .set(q);
+        }
+        if let Some(u) = a.utilisation {
+            metrics::gauge!(telemetry::DIAL_UTILISATION, "carrier_account" => name.clone()).set(u);
+        }
+        for (source, limit) in [
+            ("configured", a.configured_limit_per_s),
+            ("estimated", a.estimated_limit_per_s),
+        ] {
+            if let Some(l) = limit {
+                metrics::gauge!(telemetry::DIAL_LIMIT, "carrier_account" => name.clone(), "source" => source)
+                    .set(l);
+            }
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -13,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use dialtone_core::admission::DialShape;
 use dialtone_core::config::{CarrierAccount, Company, Config};
 use dialtone_core::engine::{self, Call, Input, Outcome};
 use dialtone_core::event::{self, Answer, Event, EventBody, Routing};
@@ -20,6 +21,7 @@ use dialtone_core::flow::Flow;
 use dialtone_core::links::Resume;
 use dialtone_store::Batch;
 use dialtone_twiml as twiml;
+use dialtone_twiml::CallEvent;
 use dialtone_twiml::Form;
 use dialtone_twiml::webhook::{
     CallParams, DialCallStatus, DialResult, GatherResult, RecordResult, RecordingStatus,
@@ -161,6 +163,7 @@ fn answer_of(outcome: &Outcome, state: &AppState) -> Answer {
         voicemail_offered: outcome.voicemail_offered,
         routing: Some(Routing::Normal),
         reason: None,
+        degraded: outcome.degraded.map(|d| d.as_str().to_owned()),
     }
 }
 
@@ -283,13 +286,27 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         )
         .await;
     };
+    let shaper = state.admission.for_call(
+        t.carrier,
+        req.config.degrade(t.company),
+        req.config.admission.degrade,
+        now,
+    );
     let engine_call = Call {
         company: t.company,
         flow: t.flow,
         tracking_number: &call.to,
         now,
+        admission: &shaper,
     };
     let outcome = engine::start(&engine_call, &state.links, &state.turns);
+    state.admission.dialed(
+        t.carrier,
+        &call.call_sid,
+        now,
+        outcome.dialed.len(),
+        outcome.degraded.is_some(),
+    );
     metrics::counter!(CALLS_RECEIVED, "routing" => "normal").increment(1);
     let event = Event {
         call_sid: call.call_sid.clone(),
@@ -359,18 +376,32 @@ async fn continue_flow(
             .into_response();
     }
     let now = state.clock.now();
+    let shaper = state.admission.for_call(
+        carrier,
+        req.config.degrade(company),
+        req.config.admission.degrade,
+        now,
+    );
     let engine_call = Call {
         company,
         flow,
         tracking_number: &call.to,
         now,
+        admission: &shaper,
     };
     let digits = match &input {
         Input::Menu { digits } => digits.clone(),
         _ => None,
     };
     let outcome = match engine::resume(&engine_call, &state.links, &state.turns, &at, input) {
-        Ok(o) => o,
+        Ok(o) => {
+            // A dial continued in the shape it started with is not counted twice.
+            let newly_degraded = o.degraded.is_some() && at.shape == DialShape::Full;
+            state
+                .admission
+                .dialed(carrier, &call.call_sid, now, o.dialed.len(), newly_degraded);
+            o
+        }
         Err(e) => {
             return backup(
                 state,
@@ -531,6 +562,12 @@ async fn leg(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         return bad_request("missing required parameter `ParentCallSid`");
     };
     let status = cb.call.call_status.as_str();
+    let now = state.clock.now();
+    if cb.event == Some(CallEvent::Initiated)
+        && let Some(carrier) = req.config.carrier_by_sid(&cb.call.account_sid)
+    {
+        state.admission.leg_started(carrier, &parent, now);
+    }
     if matches!(
         status,
         "completed" | "busy" | "failed" | "no-answer" | "canceled"
@@ -539,7 +576,7 @@ async fn leg(State(state): State<Arc<AppState>>, req: Signed) -> Response {
     }
     let event = Event {
         call_sid: parent,
-        at: state.clock.now(),
+        at: now,
         body: EventBody::Leg(event::LegUpdate {
             leg_sid: cb.call.call_sid.clone(),
             to: cb.call.to.clone(),

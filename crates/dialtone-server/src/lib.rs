@@ -16,6 +16,7 @@ use dialtone_core::engine::Turns;
 use dialtone_core::links::Links;
 use dialtone_store::Store;
 
+pub mod admission;
 mod api;
 mod carrier;
 pub mod telemetry;
@@ -117,6 +118,7 @@ pub struct AppState {
     pub links: Links,
     pub turns: RoundRobin,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub admission: admission::Admission,
 }
 
 #[derive(Debug, serde::Serialize)]

@@ -17,6 +17,12 @@ pub const LOG_FAILED_COMMITS: &str = "dialtone_call_log_failed_commits_total";
 pub const LOG_SPOOLED: &str = "dialtone_call_log_spooled_events";
 pub const LOG_UNMERGED_SIDS: &str = "dialtone_call_log_unmerged_sids";
 pub const TRACKING_NUMBERS: &str = "dialtone_tracking_numbers";
+pub const DEGRADED_CALLS: &str = "dialtone_degraded_calls_total";
+pub const DIAL_OFFERED: &str = "dialtone_dial_offered_legs_per_second";
+pub const DIAL_LIMIT: &str = "dialtone_dial_limit_per_second";
+pub const DIAL_UTILISATION: &str = "dialtone_dial_utilisation_ratio";
+pub const DIAL_PREDICTED_QUEUE: &str = "dialtone_dial_predicted_queue_seconds";
+pub const DIAL_OBSERVED_QUEUE: &str = "dialtone_dial_observed_queue_seconds";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -68,6 +74,27 @@ pub fn install() -> Option<PrometheusHandle> {
             metrics::describe_gauge!(
                 TRACKING_NUMBERS,
                 "Tracking numbers in the running configuration."
+            );
+            metrics::describe_counter!(
+                DEGRADED_CALLS,
+                "Calls whose dial asked for fewer legs because of the carrier's dial limit."
+            );
+            metrics::describe_gauge!(
+                DIAL_OFFERED,
+                "Outbound legs per second dialtone asks of the carrier account (10 s window)."
+            );
+            metrics::describe_gauge!(
+                DIAL_LIMIT,
+                "The carrier account's setup limit: configured, or estimated from leg start times."
+            );
+            metrics::describe_gauge!(DIAL_UTILISATION, "Offered legs per second over the limit.");
+            metrics::describe_gauge!(
+                DIAL_PREDICTED_QUEUE,
+                "The carrier's dial queue as dialtone's GCRA mirror computes it."
+            );
+            metrics::describe_gauge!(
+                DIAL_OBSERVED_QUEUE,
+                "Mean time from asking for a leg to its initiated callback, last minute."
             );
             Some(handle)
         })

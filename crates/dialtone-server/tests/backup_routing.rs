@@ -84,6 +84,7 @@ fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>) {
         links: Links::new(PUBLIC),
         turns: RoundRobin::default(),
         metrics: None,
+        admission: Default::default(),
     });
     (dialtone_server::router(state), store)
 }

@@ -46,6 +46,7 @@ fn call(n: u64) -> Event {
                 voicemail_offered: false,
                 routing: Some(Routing::Normal),
                 reason: None,
+                degraded: None,
             },
         }),
     }

@@ -92,6 +92,9 @@ pub struct CallRecord {
     /// normal, or backup when dialtone answered with its backup routing.
     pub routing: String,
     pub routing_reason: Option<String>,
+    /// How the dial was shaped under the carrier's limit (primary_first, primary_only), when it
+    /// was.
+    pub degraded: Option<String>,
     pub flow: String,
     pub flow_path: Vec<String>,
     pub legs: Vec<LegRecord>,

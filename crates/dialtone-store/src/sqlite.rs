@@ -23,6 +23,7 @@ use crate::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_call_log.sql"),
     include_str!("../migrations/sqlite/0002_sid_index.sql"),
+    include_str!("../migrations/sqlite/0003_dial_shape.sql"),
 ];
 /// Appends taken into one transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -545,8 +546,8 @@ fn insert_call(
     conn.prepare_cached(
         "INSERT INTO calls (sid, account, company, tracker, tracker_kind, carrier_account_sid, tracking_number,
             caller, caller_name, forwarded_from, flow, path, routing, routing_reason, started_at, first_answer_at,
-            outcome, notice_played)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'in_progress', ?17)",
+            outcome, notice_played, dial_shape)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'in_progress', ?17, ?18)",
     )?
     .execute(params![
         sid,
@@ -566,6 +567,7 @@ fn insert_call(
         at,
         a.answered_at.map(timestamp),
         a.notice_played,
+        a.degraded,
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -591,7 +593,8 @@ fn project(
             conn.prepare_cached(
                 "UPDATE calls SET path = ?2, notice_played = notice_played OR ?3,
                     routing = CASE WHEN ?4 = 'backup' THEN 'backup' ELSE routing END,
-                    routing_reason = coalesce(?5, routing_reason)
+                    routing_reason = coalesce(?5, routing_reason),
+                    dial_shape = coalesce(?6, dial_shape)
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -600,6 +603,7 @@ fn project(
                 f.answer.notice_played,
                 f.answer.routing.map(|r| r.as_str()),
                 f.answer.reason,
+                f.answer.degraded,
             ])?;
         }
         EventBody::Leg(l) => {
@@ -708,7 +712,7 @@ fn refresh_outcome(conn: &Connection, call: i64) -> Result<Option<Outcome>, rusq
 
 const CALL_COLUMNS: &str = "sid, answered, duration_s, started_at, ended_at, tracking_number, answered_by, caller,
     caller_name, forwarded_from, company, tracker, tracker_kind, voicemail, voicemail_url, recording_url,
-    recording_duration_s, notice_played, outcome, status, routing, routing_reason, flow, path, id";
+    recording_duration_s, notice_played, outcome, status, routing, routing_reason, flow, path, id, dial_shape";
 
 /// A call and its row id, by which its legs and events find it.
 fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, CallRecord)> {
@@ -740,6 +744,7 @@ fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, CallRecord)> {
             status: r.get(19)?,
             routing: r.get(20)?,
             routing_reason: r.get(21)?,
+            degraded: r.get(25)?,
             flow: r.get(22)?,
             flow_path: serde_json::from_str(&path).unwrap_or_default(),
             legs: Vec::new(),

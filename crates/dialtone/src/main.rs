@@ -272,6 +272,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         links: Links::new(&public_url),
         turns: RoundRobin::new(turns),
         metrics: dialtone_server::telemetry::install(),
+        admission: Default::default(),
     });
     tracing::info!(listen = %local, public_url = %public_url, database = %args.database.database, "dialtone is serving");
     // Tests and scripts read this line to learn the port when listening on :0.

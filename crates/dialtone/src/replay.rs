@@ -18,7 +18,7 @@ use dialtone_server::{AppState, Clock, ConfigSource, RoundRobin};
 use dialtone_store::{CallQuery, SqliteStore, Store};
 use tower::ServiceExt;
 
-use crate::scenario::{self, ACCOUNT_SID, AUTH_TOKEN};
+use crate::scenario::{self, ACCOUNT_SID, AUTH_TOKEN, Platform, Policy};
 use crate::world::{WorldArgs, positive, print_report, write_cdrs, write_plot};
 
 /// The base URL the in-process carrier requests (and signs): never resolved.
@@ -52,6 +52,17 @@ pub struct ReplayArgs {
     duration_s: f64,
     #[command(flatten)]
     world: WorldArgs,
+    /// How dialtone meets the carrier's limit: `adaptive` shapes dials when the carrier's queue
+    /// would delay callers; `none` asks for every leg, as the 2018 platform did.
+    #[arg(long, value_enum, default_value_t = Policy::Adaptive)]
+    policy: Policy,
+    /// Leave the carrier's limit out of dialtone's configuration: it must estimate it.
+    #[arg(long)]
+    limit_unknown: bool,
+    /// Run the carrier without its limit: the baseline a policy's connected calls are compared
+    /// with (`connected_ratio`).
+    #[arg(long)]
+    without_limit: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -128,7 +139,7 @@ impl Transport for InProcess {
 
 /// One company whose tracking number rings `fanout` destinations at once for 30 s, then
 /// voicemail.
-fn scenario_config(fanout: u32) -> String {
+fn scenario_config(fanout: u32, header: &str) -> String {
     let names: Vec<String> = (1..=fanout).map(|i| format!("agent{i}")).collect();
     let destinations: String = names
         .iter()
@@ -141,12 +152,7 @@ fn scenario_config(fanout: u32) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        r#"[[carrier_accounts]]
-name = "replay-carrier"
-account_sid = "{ACCOUNT_SID}"
-auth_token = "{AUTH_TOKEN}"
-
-[[accounts]]
+        r#"{header}[[accounts]]
 slug = "replay"
 name = "Replay"
 
@@ -199,9 +205,13 @@ struct Plan {
 }
 
 fn plan(args: &ReplayArgs) -> anyhow::Result<Plan> {
+    let platform = Platform {
+        policy: args.policy,
+        limit_known: !args.limit_unknown,
+    };
     if let Some(name) = &args.scenario {
         let (origin, text) = scenario::source(name)?;
-        let loaded = scenario::load(&origin, &text, args.world.seed)?;
+        let loaded = scenario::load(&origin, &text, args.world.seed, platform)?;
         let mut groups = Vec::new();
         let mut numbers = loaded.scenario.numbers.iter();
         for g in &loaded.file.companies {
@@ -234,7 +244,10 @@ fn plan(args: &ReplayArgs) -> anyhow::Result<Plan> {
                 .map_or("none".to_owned(), |l| format!("{l}/s")),
             args.fanout
         ),
-        config: scenario_config(args.fanout),
+        config: scenario_config(
+            args.fanout,
+            &scenario::carrier_config(platform, args.world.limit().as_ref(), &[]),
+        ),
         scenario: Scenario {
             duration_s: args.duration_s,
             arrivals_per_second: args.arrivals_per_second,
@@ -259,7 +272,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         print!("{}", scenario::source(name)?.1);
         return Ok(());
     }
-    let plan = plan(&args)?;
+    let mut plan = plan(&args)?;
+    if args.without_limit {
+        plan.scenario.limit = None;
+        plan.title.push_str(" (carrier without its limit)");
+    }
     let dir = std::env::temp_dir().join(format!(
         "dialtone-replay-{}-{}",
         std::process::id(),
@@ -294,9 +311,10 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         links: Links::new(PUBLIC_URL),
         turns: RoundRobin::default(),
         metrics: None,
+        admission: Default::default(),
     });
     let transport = Rc::new(InProcess {
-        router: dialtone_server::router(state),
+        router: dialtone_server::router(state.clone()),
     });
     let account = Account {
         sid: ACCOUNT_SID.into(),
@@ -328,6 +346,7 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
     store.flush().await?;
 
     let calls = std::mem::take(&mut *calls.borrow_mut());
+    let degraded_calls = state.admission.degraded_calls();
     let report = Report::of(&calls, sim.now());
     if let Some(path) = &args.plot {
         write_plot(path, &report, &plan.title, plan.plot_start)?;
@@ -377,6 +396,9 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
     }
     let out = serde_json::json!({
         "scenario": plan.title,
+        "policy": args.policy,
+        "limit_known": !args.limit_unknown,
+        "degraded_calls": degraded_calls,
         "report": report,
         "by_group": by_group,
         "dialtone_logged_calls": logged,
@@ -394,6 +416,7 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
             report.calls as f64 / wall_s.max(1e-9)
         );
         print_report(&report);
+        println!("degraded calls (fewer legs asked for): {degraded_calls}");
         for g in &by_group {
             println!(
                 "  {}: {} calls, {} connected, {} voicemail, {} abandoned, {} failed",

@@ -14,11 +14,18 @@ use dialtone_carrier::queue::{DialLimit, Pacing};
 use serde::Deserialize;
 
 /// (name, what it is, the file).
-pub const BUILTIN: [(&str, &str, &str); 1] = [(
-    "business-day",
-    "a US east-coast business day of about 200,000 calls across 200 companies, simulcall, single-number and menu flows, under a 15/s dial limit",
-    include_str!("../scenarios/business-day.toml"),
-)];
+pub const BUILTIN: [(&str, &str, &str); 2] = [
+    (
+        "business-day",
+        "a US east-coast business day of about 200,000 calls across 200 companies, simulcall, single-number and menu flows, under a 15/s dial limit",
+        include_str!("../scenarios/business-day.toml"),
+    ),
+    (
+        "may14",
+        "May 14, 2018, 08:00-18:00 EDT: 850 companies, up to 37,000 calls an hour, and a carrier limit of 20 setups a second that the offered legs exceed from 13:30 to about 16:40",
+        include_str!("../scenarios/may14.toml"),
+    ),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +42,9 @@ pub struct File {
     pub agents: Agents,
     #[serde(default)]
     pub carrier: Carrier,
+    /// Service tiers, highest first, for companies' `tier` (dial shaping goes lowest first).
+    #[serde(default)]
+    pub tiers: Vec<String>,
     pub companies: Vec<CompanyGroup>,
 }
 
@@ -125,6 +135,8 @@ pub struct Carrier {
     pub max_concurrent: Option<u32>,
     /// Whether `<Dial>` legs count against the limit (default: they do, as in the seed).
     pub dial_legs_limited: Option<bool>,
+    /// Whether the carrier cancels a queued leg when its caller hangs up (default: it does).
+    pub cancels_abandoned_legs: Option<bool>,
 }
 
 impl Default for Carrier {
@@ -136,6 +148,7 @@ impl Default for Carrier {
             burst: 0,
             max_concurrent: None,
             dial_legs_limited: None,
+            cancels_abandoned_legs: None,
         }
     }
 }
@@ -178,6 +191,8 @@ pub struct CompanyGroup {
     /// Record calls (after a recording notice).
     #[serde(default)]
     pub record: bool,
+    /// The group's service tier, one of the file's `tiers`.
+    pub tier: Option<String>,
 }
 
 fn one_u32() -> u32 {
@@ -220,10 +235,9 @@ fn destination(k: u32, d: u32) -> String {
     format!("+1678{:07}", 1_000_000 + k * 10 + d)
 }
 
-pub fn load(origin: &str, text: &str, seed: u64) -> anyhow::Result<Loaded> {
+pub fn load(origin: &str, text: &str, seed: u64, platform: Platform) -> anyhow::Result<Loaded> {
     let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     check(&file).with_context(|| format!("{origin}: invalid scenario"))?;
-    let config = dialtone_config(&file);
     let mut numbers = Vec::new();
     let mut weights = Vec::new();
     let total_share: f64 = file.companies.iter().map(|g| g.share).sum();
@@ -261,9 +275,11 @@ pub fn load(origin: &str, text: &str, seed: u64) -> anyhow::Result<Loaded> {
             max_concurrent: file.carrier.max_concurrent,
         }),
         dial_legs_limited: file.carrier.dial_legs_limited.unwrap_or(true),
+        cancels_abandoned_legs: file.carrier.cancels_abandoned_legs.unwrap_or(true),
         seed,
         ..Scenario::default()
     };
+    let config = dialtone_config(&file, platform, scenario.limit.as_ref());
     scenario.arrivals_per_second = match (file.traffic.calls, file.traffic.arrivals_per_second) {
         (Some(calls), None) => calls / (scenario.mean_rate_multiplier() * file.duration_s),
         (None, Some(rate)) => rate,
@@ -332,12 +348,57 @@ fn check(f: &File) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the replayed dialtone behaves under the carrier's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// The 2018 platform: every leg the flows ask for, whatever the carrier's queue.
+    None,
+    /// Dial admission: shape dials when the carrier's queue would delay callers.
+    Adaptive,
+}
+
+/// What the replayed dialtone is told about its carrier.
+#[derive(Debug, Clone, Copy)]
+pub struct Platform {
+    pub policy: Policy,
+    /// The carrier's limit is in dialtone's configuration (else dialtone must estimate it).
+    pub limit_known: bool,
+}
+
+/// The `[admission]` table and the carrier account, as `platform` configures them.
+pub fn carrier_config(platform: Platform, limit: Option<&DialLimit>, tiers: &[String]) -> String {
+    let mut out = format!(
+        "[admission]\ndegrade = {}\n",
+        platform.policy == Policy::Adaptive
+    );
+    if !tiers.is_empty() {
+        let names: Vec<String> = tiers.iter().map(|t| toml_string(t)).collect();
+        let _ = writeln!(out, "tiers = [{}]", names.join(", "));
+    }
+    let _ = write!(
+        out,
+        "\n[[carrier_accounts]]\nname = \"replay-carrier\"\naccount_sid = \"{ACCOUNT_SID}\"\nauth_token = \"{AUTH_TOKEN}\"\n"
+    );
+    if let Some(l) = limit.filter(|_| platform.limit_known) {
+        let burst = match l.pacing {
+            Pacing::Spaced { burst } => burst.max(1),
+            Pacing::Window => l.count,
+        };
+        let _ = writeln!(
+            out,
+            "dial_limit = {{ count = {}, period_s = {}, burst = {burst} }}",
+            l.count, l.period_s
+        );
+    }
+    out.push('\n');
+    out
+}
+
 /// The dialtone configuration of the scenario: one account per group, one company per
 /// tracking number.
-fn dialtone_config(f: &File) -> String {
-    let mut out = format!(
-        "[[carrier_accounts]]\nname = \"replay-carrier\"\naccount_sid = \"{ACCOUNT_SID}\"\nauth_token = \"{AUTH_TOKEN}\"\n\n"
-    );
+fn dialtone_config(f: &File, platform: Platform, limit: Option<&DialLimit>) -> String {
+    let mut out = carrier_config(platform, limit, &f.tiers);
     for (gi, g) in f.companies.iter().enumerate() {
         let _ = write!(
             out,
@@ -364,10 +425,14 @@ fn company(out: &mut String, gi: usize, i: u32, k: u32, g: &CompanyGroup) {
     let names: Vec<String> = (0..g.fanout).map(|d| format!("agent{d}")).collect();
     let _ = write!(
         out,
-        "[[companies]]\nslug = \"{slug}\"\nname = {}\naccount = \"group{gi}\"\ncarrier_account = \"replay-carrier\"\ntime_zone = \"America/New_York\"\nwebsite_number = \"{}\"\nprimary_number = \"agent0\"\n\n[companies.destinations]\n",
+        "[[companies]]\nslug = \"{slug}\"\nname = {}\naccount = \"group{gi}\"\ncarrier_account = \"replay-carrier\"\ntime_zone = \"America/New_York\"\nwebsite_number = \"{}\"\nprimary_number = \"agent0\"\n",
         toml_string(&format!("{} {i}", g.name)),
         tracking_number(k)
     );
+    if let Some(t) = &g.tier {
+        let _ = writeln!(out, "tier = {}", toml_string(t));
+    }
+    out.push_str("\n[companies.destinations]\n");
     for (d, name) in names.iter().enumerate() {
         let _ = writeln!(out, "{name} = \"{}\"", destination(k, d as u32));
     }
@@ -436,10 +501,15 @@ impl File {
 mod tests {
     use super::*;
 
+    const ADAPTIVE: Platform = Platform {
+        policy: Policy::Adaptive,
+        limit_known: true,
+    };
+
     #[test]
     fn every_built_in_scenario_loads_into_a_valid_dialtone_config() {
         for (name, _, text) in BUILTIN {
-            let loaded = load(name, text, 1).expect("loads");
+            let loaded = load(name, text, 1, ADAPTIVE).expect("loads");
             let source = dialtone_server::ConfigSource::Builtin {
                 name: "scenario",
                 text: Box::leak(loaded.config.into_boxed_str()),
@@ -466,7 +536,7 @@ count = 2
 share = 1
 flow = "single"
 "#;
-        let loaded = load("t", text, 1).expect("loads");
+        let loaded = load("t", text, 1, ADAPTIVE).expect("loads");
         // Mean multiplier over two hours of 1→2→1 is 1.5: 10,800 / (1.5 · 7,200) = 1 call/s.
         assert!((loaded.scenario.arrivals_per_second - 1.0).abs() < 0.01);
         assert_eq!(loaded.scenario.numbers.len(), 2);
@@ -493,7 +563,7 @@ flow = "single"
                 "unknown field",
             ),
         ] {
-            let err = match load("t.toml", &format!("{base}{tail}"), 1) {
+            let err = match load("t.toml", &format!("{base}{tail}"), 1, ADAPTIVE) {
                 Ok(_) => panic!("accepted: {tail}"),
                 Err(e) => format!("{e:#}"),
             };

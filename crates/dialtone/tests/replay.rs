@@ -22,6 +22,9 @@ fn replay(extra: &[&str]) -> serde_json::Value {
             "4",
             "--duration-s",
             "900",
+            // The carrier's queue as the 2018 platform met it: every leg asked for.
+            "--policy",
+            "none",
             "--json",
         ])
         .args(extra)
@@ -151,7 +154,7 @@ fn a_scenario_file_replays_many_companies_and_reports_each_group() {
     let out = Command::new(env!("CARGO_BIN_EXE_dialtone"))
         .arg("replay")
         .arg(&file)
-        .args(["--json", "--seed", "4", "--plot"])
+        .args(["--json", "--seed", "4", "--policy", "none", "--plot"])
         .arg(&plot)
         .output()
         .unwrap();
@@ -244,4 +247,65 @@ fn built_in_scenarios_are_listed_and_shown() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).starts_with("business-day: "));
+}
+
+/// The same overload with and without dial admission: 2 calls/s ringing 3 phones each against a
+/// carrier that sets up 4 legs/s.
+fn overload(extra: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+        .args([
+            "replay",
+            "--arrivals-per-second",
+            "2",
+            "--dial-limit",
+            "4",
+            "--fanout",
+            "3",
+            "--patience-mean-s",
+            "30",
+            "--answer-probability",
+            "0.8",
+            "--ring-median-s",
+            "4",
+            "--duration-s",
+            "1800",
+            "--seed",
+            "3",
+            "--json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn dial_admission_keeps_the_carriers_queue_short_with_the_limit_known_or_estimated() {
+    let none = overload(&["--policy", "none"]);
+    let known = overload(&["--policy", "adaptive"]);
+    let unknown = overload(&["--policy", "adaptive", "--limit-unknown"]);
+    let p95 = |v: &serde_json::Value| v["report"]["queue_wait_s"]["p95"].as_f64().unwrap();
+    let connected = |v: &serde_json::Value| v["report"]["connected"].as_u64().unwrap();
+    let abandoned = |v: &serde_json::Value| v["report"]["abandoned"].as_u64().unwrap();
+    assert_eq!(none["degraded_calls"], 0);
+    assert!(
+        p95(&none) > 10.0,
+        "unshaped, legs queue for many seconds: {}",
+        p95(&none)
+    );
+    for shaped in [&known, &unknown] {
+        assert!(shaped["degraded_calls"].as_u64().unwrap() > 0);
+        assert!(p95(shaped) < 2.5, "{}", p95(shaped));
+        assert!(connected(shaped) > connected(&none) * 12 / 10);
+        assert!(abandoned(shaped) * 3 / 2 < abandoned(&none));
+    }
+    // Every call was still logged by dialtone.
+    for v in [&none, &known, &unknown] {
+        assert_eq!(v["dialtone_logged_calls"], v["report"]["calls"]);
+    }
 }
