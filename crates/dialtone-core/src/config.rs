@@ -48,6 +48,8 @@ pub struct Admission {
     pub budget_s: f64,
     /// Service tiers, highest first; companies name theirs (default: the first).
     pub tiers: Vec<String>,
+    /// Where alerts are posted as JSON with a Slack-compatible `text` field.
+    pub alert_webhook: Option<String>,
 }
 
 impl Default for Admission {
@@ -56,6 +58,7 @@ impl Default for Admission {
             degrade: true,
             budget_s: 1.0,
             tiers: vec!["standard".into()],
+            alert_webhook: None,
         }
     }
 }
@@ -251,6 +254,7 @@ struct RawAdmission {
     degrade: Option<bool>,
     budget_s: Option<f64>,
     tiers: Option<Vec<String>>,
+    alert_webhook: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +452,17 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
                 r.at(
                     Some(span.clone()),
                     "[admission] budget_s must be 0 or more seconds",
+                );
+            }
+        }
+        if let Some(url) = a.alert_webhook {
+            let ok = url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://");
+            if ok {
+                admission.alert_webhook = Some(url.into_inner());
+            } else {
+                r.at(
+                    Some(url.span()),
+                    "[admission] alert_webhook must be an http:// or https:// URL",
                 );
             }
         }

@@ -5,14 +5,17 @@
 //! Everything here is what a real server sees: its own configuration, the webhooks it answers
 //! and the callbacks it gets. Time is the server's clock, in seconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use dialtone_core::admission::{Degrade, DialMirror, DialShape, LimitEstimator, SetupLimit, shape};
 use dialtone_core::config::CarrierAccount;
+use dialtone_core::detect::{Baseline, Cusum, time_to_limit};
 use dialtone_core::engine;
+
+use crate::telemetry::ALERTS;
 
 /// Seconds a dial's request time is remembered for its legs' callbacks.
 const ASKED_TTL_S: f64 = 300.0;
@@ -23,7 +26,169 @@ pub fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_micros() as f64 / 1e6
 }
 
+/// Something an operator should know, raised by the monitors below.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Alert {
+    /// limit_forecast, dial_delay_drift, degrading, effective_limit.
+    pub kind: &'static str,
+    pub carrier_account_sid: String,
+    pub at: DateTime<Utc>,
+    pub message: String,
+    /// The number the alert is about (minutes to the limit, seconds of delay, a ratio, a rate).
+    pub value: f64,
+}
+
+/// Seconds before an alert of the same kind for the same account is raised again.
+const REALERT_S: f64 = 900.0;
+/// Seconds of observed leg waits averaged into one detector sample.
+const SAMPLE_S: f64 = 10.0;
+/// Samples learnt as the baseline before the drift detector watches.
+const WARMUP_SAMPLES: usize = 30;
+
+/// The drift monitors of one carrier account.
+struct Monitor {
+    /// Observed waits of the current sample: (sample start, sum, count).
+    sample: (f64, f64, u32),
+    warmup: Vec<f64>,
+    baseline: Option<Baseline>,
+    cusum: Cusum,
+    /// The current minute: (start, legs asked for, calls dialed, calls shaped).
+    minute: (f64, u64, u32, u32),
+    /// Legs per second asked for in each of the last minutes.
+    rates: VecDeque<(f64, f64)>,
+    last_raised: HashMap<&'static str, f64>,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Self {
+            sample: (f64::NEG_INFINITY, 0.0, 0),
+            warmup: Vec::new(),
+            baseline: None,
+            cusum: Cusum::new(0.5, 5.0),
+            minute: (f64::NEG_INFINITY, 0, 0, 0),
+            rates: VecDeque::new(),
+            last_raised: HashMap::new(),
+        }
+    }
+}
+
+impl Monitor {
+    fn due(&mut self, kind: &'static str, now: f64) -> bool {
+        match self.last_raised.get(kind) {
+            Some(t) if now - t < REALERT_S => false,
+            _ => {
+                self.last_raised.insert(kind, now);
+                true
+            }
+        }
+    }
+
+    /// Legs asked for at `now`; at the turn of a minute, the forecast and degradation checks.
+    fn dialed(
+        &mut self,
+        now: f64,
+        legs: u64,
+        shaped: bool,
+        limit: Option<SetupLimit>,
+    ) -> Vec<(&'static str, String, f64)> {
+        let mut raised = Vec::new();
+        if now - self.minute.0 >= 60.0 {
+            let (start, legs, calls, degraded) = self.minute;
+            if start.is_finite() {
+                let rate = legs as f64 / (now - start);
+                self.rates.push_back((now, rate));
+                while self.rates.len() > 15 {
+                    self.rates.pop_front();
+                }
+                if let Some(limit) = limit {
+                    let eta = if self.rates.len() >= 10 {
+                        let samples: Vec<(f64, f64)> = self.rates.iter().copied().collect();
+                        time_to_limit(&samples, limit.rate())
+                    } else {
+                        None
+                    };
+                    if let Some(eta) = eta.filter(|s| *s < 1800.0)
+                        && self.due("limit_forecast", now)
+                    {
+                        let message = if rate >= limit.rate() {
+                            format!(
+                                "legs asked of the carrier: {rate:.1}/s, over its limit of {:.1}/s",
+                                limit.rate()
+                            )
+                        } else {
+                            format!(
+                                "legs asked of the carrier: {rate:.1}/s and rising; at this trend they reach the limit of {:.1}/s in {:.0} min",
+                                limit.rate(),
+                                eta / 60.0
+                            )
+                        };
+                        raised.push(("limit_forecast", message, eta / 60.0));
+                    }
+                }
+                let ratio = f64::from(degraded) / f64::from(calls.max(1));
+                if degraded >= 3 && ratio > 0.02 && self.due("degrading", now) {
+                    raised.push((
+                        "degrading",
+                        format!(
+                            "dial admission shaped {:.0} % of last minute's calls: the carrier's limit is reached",
+                            ratio * 100.0
+                        ),
+                        ratio,
+                    ));
+                }
+            }
+            self.minute = (now, 0, 0, 0);
+        }
+        self.minute.1 += legs;
+        self.minute.2 += 1;
+        self.minute.3 += u32::from(shaped);
+        raised
+    }
+
+    /// A leg waited `wait` s between being asked for and its initiated callback, at `now`.
+    fn leg_waited(&mut self, now: f64, wait: f64) -> Vec<(&'static str, String, f64)> {
+        let mut raised = Vec::new();
+        if now - self.sample.0 >= SAMPLE_S {
+            let (start, sum, n) = self.sample;
+            if start.is_finite() && n > 0 {
+                let mean = sum / f64::from(n);
+                match self.baseline {
+                    None => {
+                        self.warmup.push(mean);
+                        if self.warmup.len() >= WARMUP_SAMPLES {
+                            self.baseline = Baseline::of(&self.warmup).map(|b| Baseline {
+                                // Waits near zero vary by milliseconds: a drift of a tenth of a
+                                // second is the smallest worth telling.
+                                sd: b.sd.max(0.1),
+                                ..b
+                            });
+                        }
+                    }
+                    Some(b) => {
+                        if self.cusum.push(b.z(mean)) && self.due("dial_delay_drift", now) {
+                            raised.push((
+                                "dial_delay_drift",
+                                format!(
+                                    "legs wait {mean:.1} s for the carrier to set them up, up from {:.1} s: its dial queue is growing",
+                                    b.mean
+                                ),
+                                mean,
+                            ));
+                        }
+                    }
+                }
+            }
+            self.sample = (now, 0.0, 0);
+        }
+        self.sample.1 += wait;
+        self.sample.2 += 1;
+        raised
+    }
+}
+
 struct Account {
+    monitor: Monitor,
     configured: Option<SetupLimit>,
     mirror: Option<DialMirror>,
     estimator: LimitEstimator,
@@ -36,6 +201,7 @@ struct Account {
 impl Account {
     fn new(configured: Option<SetupLimit>) -> Self {
         Self {
+            monitor: Monitor::default(),
             configured,
             mirror: configured.map(DialMirror::new),
             estimator: LimitEstimator::new(60.0, QUEUED_S),
@@ -72,7 +238,13 @@ pub struct AccountStatus {
 pub struct Admission {
     accounts: Mutex<HashMap<String, Account>>,
     degraded_calls: AtomicU64,
+    alerts: Mutex<VecDeque<Alert>>,
+    /// Where alerts are posted as JSON (Slack-compatible `text`), if anywhere.
+    webhook: Mutex<Option<String>>,
 }
+
+/// Alerts kept for the API.
+const ALERTS_KEPT: usize = 1000;
 
 impl Admission {
     fn with_account<T>(&self, carrier: &CarrierAccount, f: impl FnOnce(&mut Account) -> T) -> T {
@@ -127,8 +299,9 @@ impl Admission {
         if legs == 0 {
             return;
         }
+        let at = now;
         let now = seconds(now);
-        self.with_account(carrier, |a| {
+        let raised = self.with_account(carrier, |a| {
             if let Some(m) = &mut a.mirror {
                 m.request(now, u32::try_from(legs).unwrap_or(u32::MAX));
             }
@@ -136,29 +309,113 @@ impl Admission {
                 a.asked.retain(|_, t| now - *t < ASKED_TTL_S);
             }
             a.asked.insert(call_sid.to_owned(), now);
+            let limit = a.effective();
+            a.monitor.dialed(now, legs as u64, degraded, limit)
         });
+        self.raise(carrier, at, raised);
+    }
+
+    fn raise(
+        &self,
+        carrier: &CarrierAccount,
+        at: DateTime<Utc>,
+        raised: Vec<(&'static str, String, f64)>,
+    ) {
+        for (kind, message, value) in raised {
+            tracing::warn!(kind, carrier_account = %carrier.name, "alert: {message}");
+            metrics::counter!(ALERTS, "kind" => kind).increment(1);
+            let alert = Alert {
+                kind,
+                carrier_account_sid: carrier.account_sid.clone(),
+                at,
+                message,
+                value,
+            };
+            self.post(&alert, &carrier.name);
+            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            if alerts.len() >= ALERTS_KEPT {
+                alerts.pop_front();
+            }
+            alerts.push_back(alert);
+        }
+    }
+
+    /// Sends `alert` to the configured webhook, without waiting for it.
+    fn post(&self, alert: &Alert, carrier_name: &str) {
+        let Some(url) = self
+            .webhook
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let body = serde_json::json!({
+            "text": format!("dialtone: {} ({carrier_name})", alert.message),
+            "alert": alert,
+        });
+        runtime.spawn(async move {
+            let sent = reqwest::Client::new()
+                .post(&url)
+                .json(&body)
+                .timeout(std::time::Duration::from_secs(10))
+                .send()
+                .await;
+            if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
+                tracing::warn!(%url, "alert webhook failed: {e}");
+            }
+        });
+    }
+
+    /// Where alerts are posted (from the configuration; `None` stops posting).
+    pub fn set_webhook(&self, url: Option<String>) {
+        *self.webhook.lock().unwrap_or_else(|p| p.into_inner()) = url;
+    }
+
+    /// Alerts raised so far, oldest first.
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// A leg of `parent_sid` was set up (its `initiated` callback) at `now`.
     pub fn leg_started(&self, carrier: &CarrierAccount, parent_sid: &str, now: DateTime<Utc>) {
+        let at = now;
         let now = seconds(now);
-        self.with_account(carrier, |a| {
+        let raised = self.with_account(carrier, |a| {
             let Some(&asked) = a.asked.get(parent_sid) else {
-                return;
+                return Vec::new();
             };
             a.estimator.leg_started(asked, now);
+            let mut raised = a.monitor.leg_waited(now, now - asked);
             if let Some(rate) = a.estimator.effective_rate(now) {
-                let changed = a.estimated.is_none_or(|e| (e - rate).abs() > 0.05 * e);
+                let first = a.estimated.is_none();
                 a.estimated = Some(rate);
-                if changed {
-                    tracing::warn!(
-                        account_sid = %carrier.account_sid,
-                        configured = ?a.configured.map(|l| l.rate()),
-                        "effective dial limit ≈ {rate:.1}/s: legs are queueing at the carrier"
-                    );
+                let below_configured = a.configured.is_none_or(|c| rate < c.rate() * 0.95);
+                if first && below_configured && a.monitor.due("effective_limit", now) {
+                    let configured = match a.configured {
+                        Some(c) => format!(" (configured: {:.1}/s)", c.rate()),
+                        None => " (none configured)".to_owned(),
+                    };
+                    raised.push((
+                        "effective_limit",
+                        format!(
+                            "effective dial limit ≈ {rate:.1}/s{configured}: legs are queueing at the carrier"
+                        ),
+                        rate,
+                    ));
                 }
             }
+            raised
         });
+        self.raise(carrier, at, raised);
     }
 
     /// Calls whose dial was shaped.

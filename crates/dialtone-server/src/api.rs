@@ -22,6 +22,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/calls/{id}", get(get_call))
         .route("/api/v1/config/reload", post(reload))
         .route("/api/v1/admission", get(admission))
+        .route("/api/v1/alerts", get(alerts))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
 }
@@ -226,6 +227,36 @@ async fn admission(
         "carrier_accounts": accounts,
     }))
     .into_response())
+}
+
+/// Alerts raised since the server started, newest first (admin key).
+async fn alerts(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Result<Response, ApiError> {
+    if !key.admin {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "alerts are shown to admin API keys".into(),
+        ));
+    }
+    let config = state.config.load();
+    let alerts: Vec<serde_json::Value> = state
+        .admission
+        .alerts()
+        .into_iter()
+        .rev()
+        .map(|a| {
+            let name = config
+                .carrier_by_sid(&a.carrier_account_sid)
+                .map(|c| c.name.clone());
+            json!({
+                "kind": a.kind,
+                "carrier_account": name,
+                "at": a.at,
+                "message": a.message,
+                "value": a.value,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "alerts": alerts })).into_response())
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -136,6 +136,8 @@ impl AppState {
             companies: config.companies.len(),
             tracking_numbers: config.tracking_numbers(),
         };
+        self.admission
+            .set_webhook(config.admission.alert_webhook.clone());
         self.config.store(Arc::new(config));
         tracing::info!(
             companies = summary.companies,
@@ -148,6 +150,9 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {
+    state
+        .admission
+        .set_webhook(state.config.load().admission.alert_webhook.clone());
     Router::new()
         .merge(carrier::routes())
         .merge(api::routes())

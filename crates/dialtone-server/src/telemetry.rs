@@ -18,6 +18,7 @@ pub const LOG_SPOOLED: &str = "dialtone_call_log_spooled_events";
 pub const LOG_UNMERGED_SIDS: &str = "dialtone_call_log_unmerged_sids";
 pub const TRACKING_NUMBERS: &str = "dialtone_tracking_numbers";
 pub const DEGRADED_CALLS: &str = "dialtone_degraded_calls_total";
+pub const ALERTS: &str = "dialtone_alerts_total";
 pub const DIAL_OFFERED: &str = "dialtone_dial_offered_legs_per_second";
 pub const DIAL_LIMIT: &str = "dialtone_dial_limit_per_second";
 pub const DIAL_UTILISATION: &str = "dialtone_dial_utilisation_ratio";
@@ -75,6 +76,7 @@ pub fn install() -> Option<PrometheusHandle> {
                 TRACKING_NUMBERS,
                 "Tracking numbers in the running configuration."
             );
+            metrics::describe_counter!(ALERTS, "Alerts raised, by kind.");
             metrics::describe_counter!(
                 DEGRADED_CALLS,
                 "Calls whose dial asked for fewer legs because of the carrier's dial limit."

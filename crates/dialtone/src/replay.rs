@@ -198,6 +198,8 @@ struct Plan {
     start: DateTime<Utc>,
     /// The start in the scenario's own offset, for the plot's clock.
     plot_start: DateTime<chrono::FixedOffset>,
+    /// When the offered legs first exceed the carrier's limit, if known.
+    onset: Option<DateTime<Utc>>,
     /// dialtone accounts whose call logs hold the calls.
     accounts: Vec<String>,
     /// Company groups: name and tracking numbers, for the report by group.
@@ -222,6 +224,7 @@ fn plan(args: &ReplayArgs) -> anyhow::Result<Plan> {
             title: format!("dialtone replay: {}", loaded.file.name),
             start: loaded.file.start_utc(),
             plot_start: loaded.file.start,
+            onset: loaded.file.onset.map(|t| t.with_timezone(&Utc)),
             accounts: (0..groups.len()).map(|g| format!("group{g}")).collect(),
             groups,
             config: loaded.config,
@@ -256,6 +259,7 @@ fn plan(args: &ReplayArgs) -> anyhow::Result<Plan> {
         },
         start,
         plot_start: start.fixed_offset(),
+        onset: None,
         accounts: vec!["replay".into()],
         groups: Vec::new(),
     })
@@ -347,6 +351,32 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
 
     let calls = std::mem::take(&mut *calls.borrow_mut());
     let degraded_calls = state.admission.degraded_calls();
+    let alerts = state.admission.alerts();
+    let first_alert_after_onset_s = plan.onset.and_then(|onset| {
+        alerts
+            .iter()
+            .filter(|a| a.kind != "limit_forecast")
+            .map(|a| (a.at - onset).num_milliseconds() as f64 / 1000.0)
+            // Alerts from long before the onset are about something else.
+            .find(|s| *s >= -1800.0)
+    });
+    let forecast_before_onset_s = plan.onset.and_then(|onset| {
+        alerts
+            .iter()
+            .filter(|a| a.kind == "limit_forecast")
+            .map(|a| (onset - a.at).num_milliseconds() as f64 / 1000.0)
+            .find(|s| *s <= 3.0 * 3600.0)
+    });
+    let alert_lines: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "kind": a.kind,
+                "at": a.at.with_timezone(&plan.plot_start.timezone()).to_rfc3339(),
+                "message": a.message,
+            })
+        })
+        .collect();
     let report = Report::of(&calls, sim.now());
     if let Some(path) = &args.plot {
         write_plot(path, &report, &plan.title, plan.plot_start)?;
@@ -399,6 +429,9 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         "policy": args.policy,
         "limit_known": !args.limit_unknown,
         "degraded_calls": degraded_calls,
+        "first_alert_after_onset_s": first_alert_after_onset_s,
+        "limit_forecast_before_onset_s": forecast_before_onset_s,
+        "alerts": alert_lines,
         "report": report,
         "by_group": by_group,
         "dialtone_logged_calls": logged,
@@ -417,6 +450,14 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         );
         print_report(&report);
         println!("degraded calls (fewer legs asked for): {degraded_calls}");
+        for a in &alert_lines {
+            println!(
+                "alert {} {}: {}",
+                a["at"].as_str().unwrap_or(""),
+                a["kind"].as_str().unwrap_or(""),
+                a["message"].as_str().unwrap_or("")
+            );
+        }
         for g in &by_group {
             println!(
                 "  {}: {} calls, {} connected, {} voicemail, {} abandoned, {} failed",

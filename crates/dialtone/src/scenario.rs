@@ -35,6 +35,9 @@ pub struct File {
     /// When the run starts (RFC 3339): the server's clock, the call records' times.
     pub start: DateTime<chrono::FixedOffset>,
     pub duration_s: f64,
+    /// When the offered legs first exceed the carrier's limit, if the scenario has such a moment
+    /// (reports measure how long dialtone took to alert after it).
+    pub onset: Option<DateTime<chrono::FixedOffset>>,
     pub traffic: Traffic,
     #[serde(default)]
     pub callers: Callers,

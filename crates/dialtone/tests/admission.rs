@@ -114,3 +114,107 @@ async fn without_a_limit_or_with_degrading_off_every_leg_is_asked_for() {
         .unwrap();
     assert!(queue > 2.0, "six legs, one every 0.45 s: {queue}");
 }
+
+#[tokio::test]
+async fn an_unknown_limit_is_read_from_leg_starts_and_alerted_to_the_api_and_the_webhook() {
+    // The webhook receiver: every JSON body posted to it.
+    let received = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().await.push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hooked.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admission]\nalert_webhook = \"{hook}\"\n\n{}",
+            demo::CONFIG
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--demo",
+            "--config",
+            config.to_str().unwrap(),
+            "--clock-start",
+            MONDAY_MORNING,
+        ],
+    );
+    let calls: Vec<String> = (1..=12).map(|n| sid("CA", 0xaf00 + n)).collect();
+    for call_sid in &calls {
+        let p = inbound(call_sid, "+14045550100");
+        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(server.post_signed("/twilio/voice", &p).await.0, 200);
+    }
+    // The carrier holds the legs (more than half a second), then sets them up 20 a second.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    for (i, call_sid) in calls.iter().enumerate() {
+        let leg_sid = sid("CA", 0xbf00 + i as u64);
+        let leg = [
+            ("AccountSid", demo::ACCOUNT_SID),
+            ("CallSid", leg_sid.as_str()),
+            ("ParentCallSid", call_sid.as_str()),
+            ("CallStatus", "initiated"),
+            ("StatusCallbackEvent", "initiated"),
+            ("Direction", "outbound-dial"),
+            ("From", CALLER),
+            ("To", "+14045550111"),
+        ];
+        let (code, _) = server
+            .post_signed("/twilio/leg?company=acme-plumbing", &leg)
+            .await;
+        assert_eq!(code, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let (code, body) = server.api("/api/v1/alerts", Some(demo::API_KEY)).await;
+    assert_eq!(code, 200, "{body}");
+    let alert = &body["alerts"][0];
+    assert_eq!(alert["kind"], "effective_limit", "{body}");
+    assert_eq!(alert["carrier_account"], "demo-carrier");
+    let rate = alert["value"].as_f64().unwrap();
+    assert!(
+        rate > 8.0 && rate < 25.0,
+        "about 20/s less the test's own latency: {rate}"
+    );
+    let (_, status) = server.api("/api/v1/admission", Some(demo::API_KEY)).await;
+    // The estimate keeps following the legs that started after the alert.
+    let estimated = status["carrier_accounts"][0]["status"]["estimated_limit_per_s"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (estimated / rate - 1.0).abs() < 0.1,
+        "{estimated} vs {rate}"
+    );
+
+    // The webhook got it too, with a Slack-compatible text.
+    let mut posted = Vec::new();
+    for _ in 0..50 {
+        posted = received.lock().await.clone();
+        if !posted.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    let text = posted[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("effective dial limit") && text.contains("demo-carrier"),
+        "{text}"
+    );
+    assert_eq!(posted[0]["alert"]["kind"], "effective_limit");
+}

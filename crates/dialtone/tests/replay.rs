@@ -304,6 +304,36 @@ fn dial_admission_keeps_the_carriers_queue_short_with_the_limit_known_or_estimat
         assert!(connected(shaped) > connected(&none) * 12 / 10);
         assert!(abandoned(shaped) * 3 / 2 < abandoned(&none));
     }
+    // Without the limit in its configuration dialtone reads it from when legs start, and says so.
+    let kinds = |v: &serde_json::Value| -> Vec<String> {
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let estimate = unknown["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "effective_limit")
+        .expect("an effective-limit alert");
+    let message = estimate["message"].as_str().unwrap();
+    assert!(
+        message.contains("≈ 3.") || message.contains("≈ 4."),
+        "{message}"
+    );
+    assert!(
+        kinds(&known).contains(&"degrading".to_owned()),
+        "{:?}",
+        kinds(&known)
+    );
+    assert!(
+        kinds(&none).contains(&"limit_forecast".to_owned()),
+        "{:?}",
+        kinds(&none)
+    );
     // Every call was still logged by dialtone.
     for v in [&none, &known, &unknown] {
         assert_eq!(v["dialtone_logged_calls"], v["report"]["calls"]);
