@@ -16,7 +16,7 @@ run() {
   target/release/dialtone replay may14 --seed "$seed" --json --plot "$out/$name.svg" "$@" >"$out/$name.json"
   echo "replayed $name" >&2
 }
-run baseline --without-limit
+run baseline --without-limit --policy none
 run none --policy none
 run adaptive --policy adaptive
 run adaptive-limit-unknown --policy adaptive --limit-unknown

@@ -13,6 +13,7 @@ use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, RoundRobin, Sy
 
 mod call;
 mod carrier;
+mod reconcile;
 mod replay;
 mod scenario;
 mod world;
@@ -48,6 +49,8 @@ enum Command {
     /// Replay calls through dialtone's router in virtual time, with the carrier's dial queue
     /// under a limit, and report queue waits, post-dial delay and outcomes.
     Replay(replay::ReplayArgs),
+    /// Import the carrier's call records of calls dialtone never saw (idempotent by call sid).
+    Reconcile(reconcile::ReconcileArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -154,6 +157,7 @@ fn main() -> anyhow::Result<()> {
             Command::Call(args) => call::run(args).await,
             Command::Carrier(args) => carrier::run(args).await,
             Command::Replay(args) => replay::run(args).await,
+            Command::Reconcile(args) => reconcile::run(args).await,
             Command::Keys(KeysCommand::Create {
                 account,
                 admin,
@@ -213,10 +217,10 @@ fn new_api_key() -> String {
     key
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_json);
-    let source = match (&args.config, args.demo) {
-        (Some(path), _) => ConfigSource::File(path.clone()),
+/// The configuration file, or the demo one.
+fn config_source(config: Option<PathBuf>, demo: bool) -> anyhow::Result<ConfigSource> {
+    Ok(match (config, demo) {
+        (Some(path), _) => ConfigSource::File(path),
         (None, true) => ConfigSource::Builtin {
             name: demo::CONFIG_NAME,
             text: demo::CONFIG,
@@ -224,7 +228,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, false) => {
             bail!("no configuration: pass --config FILE (see `dialtone config demo`), or --demo")
         }
-    };
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let source = config_source(args.config.clone(), args.demo)?;
     let config = source
         .load()
         .map_err(|e| anyhow::anyhow!("{e}"))
