@@ -11,6 +11,7 @@ use dialtone_core::demo;
 use dialtone_core::links::Links;
 use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, RoundRobin, SystemClock};
 
+mod backup;
 mod call;
 mod carrier;
 mod reconcile;
@@ -49,6 +50,9 @@ enum Command {
     /// Replay calls through dialtone's router in virtual time, with the carrier's dial queue
     /// under a limit, and report queue waits, post-dial delay and outcomes.
     Replay(replay::ReplayArgs),
+    /// Backup routing: documents for the carrier's Fallback URL.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Import the carrier's call records of calls dialtone never saw (idempotent by call sid).
     Reconcile(reconcile::ReconcileArgs),
     /// Manage API keys.
@@ -158,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             Command::Carrier(args) => carrier::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Reconcile(args) => reconcile::run(args).await,
+            Command::Backup(command) => backup::run(command),
             Command::Keys(KeysCommand::Create {
                 account,
                 admin,
