@@ -4,6 +4,7 @@
 //! environment lookups and round-robin counters are all parameters.
 
 pub mod admission;
+pub mod backup;
 pub mod config;
 pub mod demo;
 pub mod detect;

@@ -23,6 +23,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/config/reload", post(reload))
         .route("/api/v1/admission", get(admission))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/backup", get(list_backup).post(add_backup))
+        .route("/api/v1/backup/{id}", axum::routing::delete(end_backup))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
 }
@@ -227,6 +229,127 @@ async fn admission(
         "carrier_accounts": accounts,
     }))
     .into_response())
+}
+
+fn admin_only(key: &ApiKey, what: &str) -> Result<(), ApiError> {
+    if key.admin {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("{what} needs an admin API key"),
+        ))
+    }
+}
+
+fn store_error(e: dialtone_store::StoreError) -> ApiError {
+    tracing::error!("backup rules: {e}");
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
+}
+
+/// Live backup routing rules.
+async fn list_backup(
+    State(state): State<Arc<AppState>>,
+    Auth(key): Auth,
+) -> Result<Response, ApiError> {
+    admin_only(&key, "backup routing")?;
+    let rules = state
+        .store
+        .backup_rules(state.clock.now())
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({ "rules": rules })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRule {
+    #[serde(default)]
+    all: bool,
+    company: Option<String>,
+    tracker: Option<String>,
+    tier: Option<String>,
+    percent: Option<u32>,
+    reason: String,
+    expires_in_s: u64,
+    created_by: Option<String>,
+}
+
+/// Sends some calls to backup routing, with a reason and an expiry (at most a week).
+async fn add_backup(
+    State(state): State<Arc<AppState>>,
+    Auth(key): Auth,
+    body: Result<Json<NewRule>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    admin_only(&key, "backup routing")?;
+    let Json(new) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    use dialtone_core::backup::{BackupRule, Scope};
+    let scope = match (new.all, new.company, new.tracker, new.tier) {
+        (true, None, None, None) => Scope::All,
+        (false, Some(company), None, None) => Scope::Company { company },
+        (false, Some(company), Some(tracker), None) => Scope::Tracker { company, tracker },
+        (false, None, None, Some(tier)) => Scope::Tier { tier },
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "say which calls, one of: \"company\", \"company\" with \"tracker\", \"tier\", or \"all\": true".into(),
+            ));
+        }
+    };
+    if !(1..=7 * 24 * 3600).contains(&new.expires_in_s) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "expires_in_s must be 1 s to a week".into(),
+        ));
+    }
+    let now = state.clock.now();
+    let mut rule = BackupRule {
+        id: 0,
+        scope,
+        percent: u8::try_from(new.percent.unwrap_or(100)).unwrap_or(0),
+        reason: new.reason,
+        created_at: now,
+        expires_at: now + chrono::TimeDelta::seconds(new.expires_in_s as i64),
+        created_by: new.created_by.unwrap_or_else(|| "api".into()),
+    };
+    if let Some(p) = new.percent.filter(|p| *p > 100) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("percent must be 1 to 100, not {p}"),
+        ));
+    }
+    rule.check(&state.config.load(), now)
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    rule.id = state
+        .store
+        .add_backup_rule(&rule)
+        .await
+        .map_err(store_error)?;
+    state.refresh_backup_rules().await.map_err(store_error)?;
+    tracing::warn!(id = rule.id, scope = ?rule.scope, percent = rule.percent, reason = %rule.reason, "backup routing on");
+    Ok((StatusCode::CREATED, Json(json!({ "rule": rule }))).into_response())
+}
+
+async fn end_backup(
+    State(state): State<Arc<AppState>>,
+    Auth(key): Auth,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    admin_only(&key, "backup routing")?;
+    let ended = state
+        .store
+        .end_backup_rule(id, state.clock.now())
+        .await
+        .map_err(store_error)?;
+    if !ended {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no live backup rule {id}"),
+        ));
+    }
+    state.refresh_backup_rules().await.map_err(store_error)?;
+    tracing::warn!(id, "backup routing off");
+    Ok(Json(json!({ "ended": id })).into_response())
 }
 
 /// Alerts raised since the server started, newest first (admin key).

@@ -286,6 +286,57 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         )
         .await;
     };
+    let rules = state.backup_rules.load();
+    if let Some(rule) = dialtone_core::backup::rule_for(
+        &rules,
+        &req.config,
+        t.company,
+        &t.tracker.name,
+        &call.call_sid,
+        now,
+    ) {
+        // An operator sent these calls to backup: still tracked and logged, not routed.
+        metrics::counter!(CALLS_RECEIVED, "routing" => "backup_rule").increment(1);
+        let primary = &t.company.primary_number;
+        let event = Event {
+            call_sid: call.call_sid.clone(),
+            at: now,
+            body: EventBody::CallReceived(event::CallReceived {
+                account: t.company.account.clone(),
+                company: t.company.slug.clone(),
+                tracker: t.tracker.name.clone(),
+                tracker_kind: t.tracker.kind.as_str().to_owned(),
+                carrier_account_sid: call.account_sid.clone(),
+                tracking_number: call.to.clone(),
+                caller: call.from.clone(),
+                forwarded_from: call.forwarded_from.clone(),
+                caller_name: call.caller_name.clone(),
+                flow: t.flow.name.clone(),
+                answer: Answer {
+                    answered_at: Some(now),
+                    dialed: vec![primary.to_string()],
+                    routing: Some(Routing::Backup),
+                    reason: Some(format!("backup rule {}: {}", rule.id, rule.reason)),
+                    ..Default::default()
+                },
+            }),
+        };
+        let batch = Batch {
+            events: vec![event],
+            turns: vec![],
+        };
+        let doc = engine::backup(primary);
+        return durable_then(
+            &state,
+            "voice",
+            req.received,
+            &call.call_sid,
+            batch,
+            &doc,
+            Some(t.company),
+        )
+        .await;
+    }
     let shaper = state.admission.for_call(
         t.carrier,
         req.config.degrade(t.company),

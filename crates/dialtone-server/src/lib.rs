@@ -119,6 +119,8 @@ pub struct AppState {
     pub turns: RoundRobin,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub admission: admission::Admission,
+    /// Live operator backup rules (the store has them; this copy is what calls read).
+    pub backup_rules: ArcSwap<Vec<dialtone_core::backup::BackupRule>>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -130,6 +132,13 @@ pub struct ReloadSummary {
 impl AppState {
     /// Reads the configuration again; a configuration with errors is refused and the running one
     /// stays.
+    /// Reads the live backup rules from the store into the copy calls read.
+    pub async fn refresh_backup_rules(&self) -> Result<(), dialtone_store::StoreError> {
+        let rules = self.store.backup_rules(self.clock.now()).await?;
+        self.backup_rules.store(Arc::new(rules));
+        Ok(())
+    }
+
     pub fn reload(&self) -> Result<ReloadSummary, ConfigErrors> {
         let config = self.config_source.load()?;
         let summary = ReloadSummary {

@@ -61,6 +61,21 @@ impl Store for BrokenStore {
     async fn round_robin_turns(&self) -> Result<HashMap<String, u64>, StoreError> {
         Ok(HashMap::new())
     }
+    async fn backup_rules(
+        &self,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<dialtone_core::backup::BackupRule>, StoreError> {
+        Err(StoreError::WriterGone)
+    }
+    async fn add_backup_rule(
+        &self,
+        _: &dialtone_core::backup::BackupRule,
+    ) -> Result<i64, StoreError> {
+        Err(StoreError::WriterGone)
+    }
+    async fn end_backup_rule(&self, _: i64, _: DateTime<Utc>) -> Result<bool, StoreError> {
+        Err(StoreError::WriterGone)
+    }
     fn stats(&self) -> WriterStats {
         WriterStats::default()
     }
@@ -85,6 +100,8 @@ fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>) {
         turns: RoundRobin::default(),
         metrics: None,
         admission: Default::default(),
+
+        backup_rules: Default::default(),
     });
     (dialtone_server::router(state), store)
 }

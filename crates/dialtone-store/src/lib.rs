@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use dialtone_core::backup::BackupRule;
 use dialtone_core::event::Event;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -148,6 +149,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any account has an API key yet (a fresh database has none).
     async fn has_accounts(&self) -> Result<bool, StoreError>;
     async fn round_robin_turns(&self) -> Result<HashMap<String, u64>, StoreError>;
+    /// Backup routing rules neither ended nor expired at `now`.
+    async fn backup_rules(&self, now: DateTime<Utc>) -> Result<Vec<BackupRule>, StoreError>;
+    /// Saves a new rule; its id.
+    async fn add_backup_rule(&self, rule: &BackupRule) -> Result<i64, StoreError>;
+    /// Ends a rule; `false` if there is no such live rule.
+    async fn end_backup_rule(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Commits whatever a store acknowledged before committing it (replay's inline writer).
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use dialtone_core::backup::BackupRule;
 use dialtone_core::event::{CallReceived, EventBody, Outcome};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -24,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_call_log.sql"),
     include_str!("../migrations/sqlite/0002_sid_index.sql"),
     include_str!("../migrations/sqlite/0003_dial_shape.sql"),
+    include_str!("../migrations/sqlite/0004_backup_rules.sql"),
 ];
 /// Appends taken into one transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -967,6 +969,82 @@ impl Store for SqliteStore {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn backup_rules(&self, now: DateTime<Utc>) -> Result<Vec<BackupRule>, StoreError> {
+        let now = timestamp(now);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, scope, percent, reason, created_at, expires_at, created_by FROM backup_rules
+                 WHERE ended_at IS NULL AND expires_at > ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([now], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })?;
+            let mut rules = Vec::new();
+            for row in rows {
+                let (id, scope, percent, reason, created_at, expires_at, created_by) = row?;
+                let parse = |t: &str| {
+                    DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| StoreError::Invalid(format!("backup rule {id}: {e}")))
+                };
+                rules.push(BackupRule {
+                    id,
+                    scope: serde_json::from_str(&scope)
+                        .map_err(|e| StoreError::Invalid(format!("backup rule {id}: {e}")))?,
+                    percent: u8::try_from(percent).unwrap_or(100),
+                    reason,
+                    created_at: parse(&created_at)?,
+                    expires_at: parse(&expires_at)?,
+                    created_by,
+                });
+            }
+            Ok(rules)
+        })
+        .await
+    }
+
+    async fn add_backup_rule(&self, rule: &BackupRule) -> Result<i64, StoreError> {
+        let rule = rule.clone();
+        let scope =
+            serde_json::to_string(&rule.scope).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        // Rare and not on the call path: a reader connection may write (WAL serialises writers).
+        self.read(move |conn| {
+            conn.execute(
+                "INSERT INTO backup_rules (scope, percent, reason, created_at, expires_at, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    scope,
+                    rule.percent,
+                    rule.reason,
+                    timestamp(rule.created_at),
+                    timestamp(rule.expires_at),
+                    rule.created_by
+                ],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn end_backup_rule(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.read(move |conn| {
+            let n = conn.execute(
+                "UPDATE backup_rules SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
+                params![id, timestamp(at)],
+            )?;
+            Ok(n > 0)
         })
         .await
     }

@@ -50,7 +50,8 @@ enum Command {
     /// Replay calls through dialtone's router in virtual time, with the carrier's dial queue
     /// under a limit, and report queue waits, post-dial delay and outcomes.
     Replay(replay::ReplayArgs),
-    /// Backup routing: documents for the carrier's Fallback URL.
+    /// Backup routing: operator rules on a running server, and documents for the carrier's
+    /// Fallback URL.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
     /// Import the carrier's call records of calls dialtone never saw (idempotent by call sid).
@@ -162,7 +163,7 @@ fn main() -> anyhow::Result<()> {
             Command::Carrier(args) => carrier::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Reconcile(args) => reconcile::run(args).await,
-            Command::Backup(command) => backup::run(command),
+            Command::Backup(command) => backup::run(command).await,
             Command::Keys(KeysCommand::Create {
                 account,
                 admin,
@@ -287,7 +288,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         turns: RoundRobin::new(turns),
         metrics: dialtone_server::telemetry::install(),
         admission: Default::default(),
+
+        backup_rules: Default::default(),
     });
+    state
+        .refresh_backup_rules()
+        .await
+        .context("reading the backup routing rules")?;
+    for rule in state.backup_rules.load().iter() {
+        tracing::warn!(id = rule.id, scope = ?rule.scope, percent = rule.percent, until = %rule.expires_at, reason = %rule.reason, "backup routing rule in force");
+    }
     tracing::info!(listen = %local, public_url = %public_url, database = %args.database.database, "dialtone is serving");
     // Tests and scripts read this line to learn the port when listening on :0.
     println!("listening on http://{local}");

@@ -316,6 +316,8 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         turns: RoundRobin::default(),
         metrics: None,
         admission: Default::default(),
+
+        backup_rules: Default::default(),
     });
     let transport = Rc::new(InProcess {
         router: dialtone_server::router(state.clone()),

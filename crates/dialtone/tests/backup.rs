@@ -37,3 +37,135 @@ fn every_tracking_number_gets_a_document_ringing_its_companys_primary_number() {
         assert_eq!(primary, "+14045550111", "the demo company's office");
     }
 }
+
+async fn voice(server: &Server, n: u64, to: &str) -> String {
+    let p = inbound(&sid("CA", n), to);
+    let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, twiml) = server.post_signed("/twilio/voice", &p).await;
+    assert_eq!(code, 200, "{twiml}");
+    twiml
+}
+
+fn backup(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["backup"];
+    all.extend(args);
+    all.extend([
+        "--url",
+        &server.url,
+        "--api-key",
+        dialtone_core::demo::API_KEY,
+    ]);
+    run(&all)
+}
+
+#[tokio::test]
+async fn an_operator_sends_one_tracker_to_backup_and_no_one_else_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::demo(dir.path(), MONDAY_MORNING);
+    let billboard = "+14045550150";
+    let google = "+14045550100";
+    assert!(
+        voice(&server, 1, billboard).await.contains("<Gather"),
+        "the menu flow"
+    );
+
+    let (code, out, err) = backup(
+        &server,
+        &[
+            "on",
+            "--company",
+            "acme-plumbing",
+            "--tracker",
+            "Billboard I-85",
+            "--reason",
+            "carrier queueing",
+            "--for",
+            "30m",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("#1 100% of tracker \"Billboard I-85\" of acme-plumbing"),
+        "{out}"
+    );
+
+    // The billboard's callers ring the office directly, and are still logged.
+    let twiml = voice(&server, 2, billboard).await;
+    assert!(
+        twiml.contains("<Number>+14045550111</Number>") && !twiml.contains("<Gather"),
+        "{twiml}"
+    );
+    let call = server.call(&sid("CA", 2)).await;
+    assert_eq!(call["routing"], "backup");
+    assert_eq!(call["routing_reason"], "backup rule 1: carrier queueing");
+    assert_eq!(call["source"], "Billboard I-85", "still attributed");
+    // Nobody else is touched.
+    assert!(
+        voice(&server, 3, google).await.contains("recorded"),
+        "the main flow's notice"
+    );
+
+    // The rule survives a restart.
+    server.kill9();
+    let server = Server::demo(dir.path(), MONDAY_MORNING);
+    let (code, out, _) = backup(&server, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("#1 100% of tracker"), "{out}");
+    assert!(!voice(&server, 4, billboard).await.contains("<Gather"));
+
+    let (code, out, err) = backup(&server, &["off", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ended"));
+    assert!(
+        voice(&server, 5, billboard).await.contains("<Gather"),
+        "back to its flow"
+    );
+    let (_, out, _) = backup(&server, &["status"]);
+    assert!(out.starts_with("no backup routing rules"), "{out}");
+}
+
+#[tokio::test]
+async fn bad_backup_rules_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(dir.path(), MONDAY_MORNING);
+    for (args, reason) in [
+        (
+            vec!["on", "--reason", "x", "--for", "1h"],
+            "say which calls",
+        ),
+        (
+            vec!["on", "--company", "nobody", "--reason", "x", "--for", "1h"],
+            "unknown company `nobody`",
+        ),
+        (
+            vec!["on", "--all", "--reason", " ", "--for", "1h"],
+            "needs a reason",
+        ),
+        (
+            vec!["on", "--all", "--reason", "x", "--for", "30d"],
+            "a week",
+        ),
+        (
+            vec![
+                "on",
+                "--all",
+                "--reason",
+                "x",
+                "--for",
+                "1h",
+                "--percent",
+                "0",
+            ],
+            "percent",
+        ),
+        (
+            vec!["on", "--all", "--reason", "x", "--for", "soon"],
+            "not a duration",
+        ),
+        (vec!["off", "42"], "no live backup rule 42"),
+    ] {
+        let (code, _, err) = backup(&server, &args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(reason), "{args:?}: {err}");
+    }
+}
