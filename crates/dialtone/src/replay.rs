@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::Args;
+use dialtone_carrier::cdr;
 use dialtone_carrier::emulator::{self, Account, Report, Scenario};
 use dialtone_carrier::sim::{Sim, SimTime};
 use dialtone_carrier::{Transport, TransportError, WebhookReply, WebhookRequest};
@@ -18,6 +19,7 @@ use dialtone_server::{AppState, Clock, ConfigSource, RoundRobin};
 use dialtone_store::{CallQuery, SqliteStore, Store};
 use tower::ServiceExt;
 
+use crate::reconcile;
 use crate::scenario::{self, ACCOUNT_SID, AUTH_TOKEN, Platform, Policy};
 use crate::world::{WorldArgs, positive, print_report, write_cdrs, write_plot};
 
@@ -63,6 +65,11 @@ pub struct ReplayArgs {
     /// with (`connected_ratio`).
     #[arg(long)]
     without_limit: bool,
+    /// Make dialtone unreachable from HH:MM to HH:MM (the scenario's local time): the carrier
+    /// serves the exported backup documents, and afterwards the calls dialtone missed are
+    /// reconciled from the carrier's records.
+    #[arg(long)]
+    outage: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -86,9 +93,18 @@ impl Clock for SimClock {
     }
 }
 
+/// Where the carrier finds the backup documents (`dialtone backup export`) while dialtone is
+/// unreachable: a static host, one document per tracking number.
+const BACKUP_URL: &str = "http://backup.dialtone.invalid/fallback";
+
 /// The carrier's requests, handed to the router in-process.
 struct InProcess {
     router: Router,
+    /// While the simulated time is in this window dialtone is unreachable.
+    outage: Option<(f64, f64)>,
+    time: SimTime,
+    /// Tracking number → its company's backup document.
+    backup_docs: std::collections::HashMap<String, String>,
 }
 
 impl Transport for InProcess {
@@ -98,6 +114,35 @@ impl Transport for InProcess {
         signature: &str,
     ) -> Result<WebhookReply, TransportError> {
         let url = request.full_url();
+        if url == BACKUP_URL {
+            let to = request
+                .params
+                .iter()
+                .find(|(k, _)| k == "To")
+                .map(|(_, v)| v.as_str());
+            return match to.and_then(|to| self.backup_docs.get(to)) {
+                Some(doc) => Ok(WebhookReply {
+                    status: 200,
+                    content_type: Some("application/xml".into()),
+                    body: doc.clone(),
+                    elapsed: std::time::Duration::ZERO,
+                }),
+                None => Ok(WebhookReply {
+                    status: 404,
+                    content_type: None,
+                    body: String::new(),
+                    elapsed: std::time::Duration::ZERO,
+                }),
+            };
+        }
+        if let Some((from, until)) = self.outage {
+            let now = self.time.seconds();
+            if now >= from && now < until {
+                return Err(TransportError::Connect(
+                    "dialtone is unreachable (the replay's outage)".into(),
+                ));
+            }
+        }
         let Some(path) = url.strip_prefix(PUBLIC_URL) else {
             return Err(TransportError::Connect(format!(
                 "{url} is not dialtone (replay reaches only {PUBLIC_URL})"
@@ -188,6 +233,34 @@ type = "voicemail"
 say = "Please leave a message."
 "#
     )
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// `HH:MM-HH:MM` on the run's first day, in seconds since its start.
+fn outage_window(text: &str, start: DateTime<chrono::FixedOffset>) -> anyhow::Result<(f64, f64)> {
+    let parse = |hm: &str| -> anyhow::Result<f64> {
+        let time = chrono::NaiveTime::parse_from_str(hm.trim(), "%H:%M")
+            .with_context(|| format!("--outage {text}: `{hm}` is not HH:MM"))?;
+        let at = start
+            .date_naive()
+            .and_time(time)
+            .and_local_timezone(*start.offset())
+            .single()
+            .with_context(|| format!("--outage {text}: `{hm}` is not a time of that day"))?;
+        Ok((at - start).num_milliseconds() as f64 / 1000.0)
+    };
+    let (from, until) = text
+        .split_once('-')
+        .with_context(|| format!("--outage {text}: expected HH:MM-HH:MM"))?;
+    let (from, until) = (parse(from)?, parse(until)?);
+    anyhow::ensure!(
+        from < until,
+        "--outage {text}: the end must be after the start"
+    );
+    Ok((from, until))
 }
 
 /// What to replay: dialtone's configuration and the world around it.
@@ -319,15 +392,35 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
 
         backup_rules: Default::default(),
     });
+    let config_now = state.config.load_full();
+    let backup_docs = config_now
+        .companies
+        .iter()
+        .flat_map(|c| {
+            let doc = dialtone_core::engine::backup(&c.primary_number).to_xml();
+            c.trackers
+                .iter()
+                .flat_map(|t| t.numbers.iter())
+                .map(move |n| (n.to_string(), doc.clone()))
+        })
+        .collect();
+    let outage = match &args.outage {
+        Some(window) => Some(outage_window(window, plan.plot_start)?),
+        None => None,
+    };
     let transport = Rc::new(InProcess {
         router: dialtone_server::router(state.clone()),
+        outage,
+        time: sim.time(),
+        backup_docs,
     });
     let account = Account {
         sid: ACCOUNT_SID.into(),
         auth_token: AUTH_TOKEN.into(),
         voice_url: format!("{PUBLIC_URL}/twilio/voice"),
         status_callback: Some(format!("{PUBLIC_URL}/twilio/status")),
-        fallback_url: None,
+        // The exported backup documents, as an operator would set the numbers' Fallback URL.
+        fallback_url: Some(BACKUP_URL.into()),
         api_base_url: None,
     };
     let calls = emulator::start(&sim, transport, account, plan.scenario);
@@ -383,18 +476,55 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
     if let Some(path) = &args.plot {
         write_plot(path, &report, &plan.title, plan.plot_start)?;
     }
-    let mut logged = 0;
-    for account in &plan.accounts {
-        logged += store
-            .calls(CallQuery {
-                account: account.clone(),
-                page: 1,
-                per_page: 1,
-                ..CallQuery::default()
-            })
-            .await?
-            .total_records;
+    let count_logged = || async {
+        let mut logged = 0;
+        for account in &plan.accounts {
+            logged += store
+                .calls(CallQuery {
+                    account: account.clone(),
+                    page: 1,
+                    per_page: 1,
+                    ..CallQuery::default()
+                })
+                .await?
+                .total_records;
+        }
+        anyhow::Ok(logged)
+    };
+    // Calls dialtone logged itself, before any reconcile: the tracked share.
+    let tracked = count_logged().await?;
+    let mut recovered = 0;
+    if let Some((from, until)) = outage {
+        // The carrier's records of the calls that arrived while dialtone was unreachable.
+        for run in calls
+            .iter()
+            .filter(|c| c.arrived_at >= from && c.arrived_at < until)
+        {
+            let records = cdr::records(run, ACCOUNT_SID, start);
+            let Some((call, legs)) = records.calls.split_first() else {
+                continue;
+            };
+            let account = config_now
+                .tracker_for(&call.to)
+                .map(|t| t.company.account.clone())
+                .unwrap_or_default();
+            if store.call(&account, &call.sid).await?.is_some() {
+                continue;
+            }
+            let legs: Vec<&cdr::CallRecord> = legs.iter().collect();
+            if let Some(events) = reconcile::events_for(&config_now, call, &legs) {
+                store
+                    .append(dialtone_store::Batch {
+                        events,
+                        turns: vec![],
+                    })
+                    .await?;
+                recovered += 1;
+            }
+        }
+        store.flush().await?;
     }
+    let logged = count_logged().await?;
     let group_of: std::collections::HashMap<&str, usize> = plan
         .groups
         .iter()
@@ -431,6 +561,8 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         "policy": args.policy,
         "limit_known": !args.limit_unknown,
         "degraded_calls": degraded_calls,
+        "tracked_ratio": round3(tracked as f64 / report.calls.max(1) as f64),
+        "recovered_calls": recovered,
         "first_alert_after_onset_s": first_alert_after_onset_s,
         "limit_forecast_before_onset_s": forecast_before_onset_s,
         "alerts": alert_lines,
@@ -452,6 +584,12 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         );
         print_report(&report);
         println!("degraded calls (fewer legs asked for): {degraded_calls}");
+        if outage.is_some() {
+            println!(
+                "tracked by dialtone: {tracked} of {} calls; {recovered} recovered from the carrier's records afterwards",
+                report.calls
+            );
+        }
         for a in &alert_lines {
             println!(
                 "alert {} {}: {}",

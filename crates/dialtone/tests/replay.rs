@@ -339,3 +339,51 @@ fn dial_admission_keeps_the_carriers_queue_short_with_the_limit_known_or_estimat
         assert_eq!(v["dialtone_logged_calls"], v["report"]["calls"]);
     }
 }
+
+#[test]
+fn an_outage_falls_back_to_the_exported_documents_and_reconcile_restores_every_call() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+        .args([
+            "replay",
+            "--arrivals-per-second",
+            "1",
+            "--fanout",
+            "2",
+            "--duration-s",
+            "1800",
+            "--outage",
+            "13:10-13:20",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = |x: &serde_json::Value| x.as_u64().unwrap();
+    let calls = n(&v["report"]["calls"]);
+    // A third of the half hour dialtone was unreachable: those calls were not tracked...
+    let tracked = v["tracked_ratio"].as_f64().unwrap();
+    assert!(tracked > 0.55 && tracked < 0.8, "{tracked}");
+    // ...but every caller still reached a person (the backup document rings the primary),
+    assert_eq!(n(&v["report"]["connected"]), calls);
+    // and afterwards the carrier's records put every call in the log.
+    let recovered = n(&v["recovered_calls"]);
+    assert!(recovered > 0);
+    assert_eq!(n(&v["dialtone_logged_calls"]), calls);
+    let missed = ((1.0 - tracked) * calls as f64).round() as u64;
+    assert!(
+        recovered.abs_diff(missed) <= 1,
+        "{recovered} recovered, {missed} missed"
+    );
+    // A bad window is refused.
+    let bad = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+        .args(["replay", "--duration-s", "60", "--outage", "13:20-13:10"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("the end must be after the start"));
+}
