@@ -562,6 +562,19 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         "limit_known": !args.limit_unknown,
         "degraded_calls": degraded_calls,
         "tracked_ratio": round3(tracked as f64 / report.calls.max(1) as f64),
+        // What the carrier's queue added before a call's first leg rang (nothing without a limit).
+        "added_delay_s": {
+            "p50": report.post_dial_delay_s.p50,
+            "p95": report.post_dial_delay_s.p95,
+            "p99": report.post_dial_delay_s.p99,
+        },
+        // Calls the carrier routed with the backup documents while dialtone was unreachable.
+        "backup_calls": outage.map_or(0, |(from, until)| {
+            calls
+                .iter()
+                .filter(|c| c.arrived_at >= from && c.arrived_at < until)
+                .count()
+        }),
         "recovered_calls": recovered,
         "first_alert_after_onset_s": first_alert_after_onset_s,
         "limit_forecast_before_onset_s": forecast_before_onset_s,
