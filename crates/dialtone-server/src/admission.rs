@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use dialtone_core::admission::{Degrade, DialMirror, DialShape, LimitEstimator, SetupLimit, shape};
 use dialtone_core::config::CarrierAccount;
-use dialtone_core::detect::{Baseline, Cusum, time_to_limit};
+use dialtone_core::detect::{Baseline, BurnRateAlert, Cusum, PAGE_RULES, time_to_limit};
 use dialtone_core::engine;
 
 use crate::telemetry::ALERTS;
@@ -29,7 +29,7 @@ pub fn seconds(t: DateTime<Utc>) -> f64 {
 /// Something an operator should know, raised by the monitors below.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Alert {
-    /// limit_forecast, dial_delay_drift, degrading, effective_limit.
+    /// limit_forecast, dial_delay_drift, slo_burn, degrading, effective_limit.
     pub kind: &'static str,
     pub carrier_account_sid: String,
     pub at: DateTime<Utc>,
@@ -44,6 +44,9 @@ const REALERT_S: f64 = 900.0;
 const SAMPLE_S: f64 = 10.0;
 /// Samples learnt as the baseline before the drift detector watches.
 const WARMUP_SAMPLES: usize = 30;
+/// The setup SLO: this share of legs ring within `SETUP_SLO_S` of being asked for.
+const SETUP_SLO: f64 = 0.99;
+const SETUP_SLO_S: f64 = 2.0;
 
 /// The drift monitors of one carrier account.
 struct Monitor {
@@ -56,6 +59,8 @@ struct Monitor {
     minute: (f64, u64, u32, u32),
     /// Legs per second asked for in each of the last minutes.
     rates: VecDeque<(f64, f64)>,
+    /// Multi-window burn rate of the setup SLO.
+    burn: BurnRateAlert,
     last_raised: HashMap<&'static str, f64>,
 }
 
@@ -68,6 +73,7 @@ impl Default for Monitor {
             cusum: Cusum::new(0.5, 5.0),
             minute: (f64::NEG_INFINITY, 0, 0, 0),
             rates: VecDeque::new(),
+            burn: BurnRateAlert::new(SETUP_SLO, &PAGE_RULES, 50),
             last_raised: HashMap::new(),
         }
     }
@@ -149,6 +155,22 @@ impl Monitor {
     /// A leg waited `wait` s between being asked for and its initiated callback, at `now`.
     fn leg_waited(&mut self, now: f64, wait: f64) -> Vec<(&'static str, String, f64)> {
         let mut raised = Vec::new();
+        self.burn.record(now, wait <= SETUP_SLO_S);
+        if let Some(rule) = self.burn.firing(now)
+            && self.due("slo_burn", now)
+        {
+            raised.push((
+                "slo_burn",
+                format!(
+                    "legs ringing within {SETUP_SLO_S:.0} s: burning the {:.0} % objective's error budget over {:.0} x too fast (last {:.0} min and {:.0} min)",
+                    SETUP_SLO * 100.0,
+                    rule.burn_rate,
+                    rule.long_s / 60.0,
+                    rule.short_s / 60.0
+                ),
+                rule.burn_rate,
+            ));
+        }
         if now - self.sample.0 >= SAMPLE_S {
             let (start, sum, n) = self.sample;
             if start.is_finite() && n > 0 {
