@@ -25,8 +25,9 @@ pub struct Call<'a> {
 /// How many legs a dial may ask for, decided by the caller of the engine from the carrier's
 /// dial limit (see [`crate::admission`]).
 pub trait Admission {
-    /// The shape of a dial that would ask for `legs` destinations at once.
-    fn shape(&self, legs: u32) -> DialShape;
+    /// The shape of a dial that would ask for `legs` destinations at once, `after_s` seconds
+    /// from now (once the caller has heard what comes before it).
+    fn shape(&self, legs: u32, after_s: f64) -> DialShape;
 }
 
 impl std::fmt::Debug for dyn Admission + Sync + '_ {
@@ -35,11 +36,37 @@ impl std::fmt::Debug for dyn Admission + Sync + '_ {
     }
 }
 
+/// Seconds of speech a caller hears before `response`'s `<Dial>` runs: when the carrier will
+/// actually ask for its legs. Text-to-speech runs at about 14 characters a second (150 words a
+/// minute); audio files are not known and count as nothing. `None` without a `<Dial>`.
+pub fn seconds_before_dial(response: &twiml::Response) -> Option<f64> {
+    let dial = response
+        .verbs
+        .iter()
+        .position(|v| matches!(v, twiml::Verb::Dial(_)))?;
+    Some(speech_seconds(&response.verbs[..dial]))
+}
+
+/// Seconds the caller spends hearing `verbs` (see [`seconds_before_dial`]).
+pub fn speech_seconds(verbs: &[twiml::Verb]) -> f64 {
+    verbs
+        .iter()
+        .map(|verb| match verb {
+            twiml::Verb::Say(s) => {
+                let once = (s.text.chars().count() as f64 * 0.07).max(1.0);
+                once * f64::from(s.loop_count.unwrap_or(1).max(1))
+            }
+            twiml::Verb::Pause(p) => f64::from(p.length.unwrap_or(1)),
+            _ => 0.0,
+        })
+        .sum()
+}
+
 /// Every dial as the flow says.
 pub struct Unlimited;
 
 impl Admission for Unlimited {
-    fn shape(&self, _legs: u32) -> DialShape {
+    fn shape(&self, _legs: u32, _after_s: f64) -> DialShape {
         DialShape::Full
     }
 }
@@ -329,7 +356,8 @@ impl<'a> Run<'a> {
                     self.shape = match dial.strategy {
                         Strategy::Simulcall => {
                             let legs = u32::try_from(dial.destinations.len()).unwrap_or(u32::MAX);
-                            self.call.admission.shape(legs)
+                            let after = speech_seconds(&self.out.response.verbs);
+                            self.call.admission.shape(legs, after)
                         }
                         // One leg at a time already.
                         Strategy::Sequential | Strategy::RoundRobin => DialShape::Full,

@@ -494,7 +494,7 @@ proptest! {
 struct Shaped(dialtone_core::admission::DialShape);
 
 impl engine::Admission for Shaped {
-    fn shape(&self, _legs: u32) -> dialtone_core::admission::DialShape {
+    fn shape(&self, _legs: u32, _after_s: f64) -> dialtone_core::admission::DialShape {
         self.0
     }
 }
@@ -513,6 +513,12 @@ fn a_degraded_simulcall_rings_the_primary_first_then_the_others_then_voicemail()
     };
     let out = engine::start(&call, &links(), &Counter::default());
     assert_eq!(out.degraded, Some(DialShape::PrimaryFirst));
+    // The carrier asks for the legs once the 48-character notice is spoken (0.07 s a character).
+    let before = engine::seconds_before_dial(&out.response);
+    assert!(
+        before.is_some_and(|s| (s - 3.36).abs() < 1e-9),
+        "{before:?}"
+    );
     let first = the_dial(&out.response);
     assert_eq!(numbers(first), ["+14045550111"], "the primary alone");
     assert_eq!(first.timeout, Some(10), "half the 20 s ring timeout");

@@ -19,8 +19,9 @@ use crate::telemetry::ALERTS;
 
 /// Seconds a dial's request time is remembered for its legs' callbacks.
 const ASKED_TTL_S: f64 = 300.0;
-/// Legs waiting more than this are in the carrier's queue, for the estimator.
-const QUEUED_S: f64 = 0.5;
+/// Legs waiting more than this are in the carrier's queue, for the estimator (the speech before
+/// a dial is estimated, so some slack).
+const QUEUED_S: f64 = 1.0;
 
 pub fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_micros() as f64 / 1e6
@@ -478,13 +479,15 @@ pub struct Shaper<'a> {
 }
 
 impl engine::Admission for Shaper<'_> {
-    fn shape(&self, legs: u32) -> DialShape {
+    fn shape(&self, legs: u32, after_s: f64) -> DialShape {
         if !self.enabled {
             return DialShape::Full;
         }
+        // The legs are asked for once the caller has heard what comes before the dial.
+        let at = self.now + after_s;
         self.admission
             .with_account(self.carrier, |a| match &a.mirror {
-                Some(m) => shape(m, self.now, legs, &self.policy),
+                Some(m) => shape(m, at, legs, &self.policy),
                 None => DialShape::Full,
             })
     }

@@ -13,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use chrono::{DateTime, Utc};
 use dialtone_core::admission::DialShape;
 use dialtone_core::config::{CarrierAccount, Company, Config};
 use dialtone_core::engine::{self, Call, Input, Outcome};
@@ -150,6 +151,13 @@ fn observe(endpoint: &'static str, result: &'static str, since: Instant) {
     metrics::histogram!(WEBHOOK_SECONDS, "endpoint" => endpoint)
         .record(since.elapsed().as_secs_f64());
     metrics::counter!(WEBHOOK_REQUESTS, "endpoint" => endpoint, "result" => result).increment(1);
+}
+
+/// When the carrier will ask for the legs of `outcome`'s dial: after the caller has heard what
+/// comes before it (a recording notice takes seconds, which are not queueing).
+fn dial_time(now: DateTime<Utc>, outcome: &Outcome) -> DateTime<Utc> {
+    let before = engine::seconds_before_dial(&outcome.response).unwrap_or(0.0);
+    now + chrono::TimeDelta::milliseconds((before * 1000.0) as i64)
 }
 
 fn answer_of(outcome: &Outcome, state: &AppState) -> Answer {
@@ -354,7 +362,7 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
     state.admission.dialed(
         t.carrier,
         &call.call_sid,
-        now,
+        dial_time(now, &outcome),
         outcome.dialed.len(),
         outcome.degraded.is_some(),
     );
@@ -448,9 +456,13 @@ async fn continue_flow(
         Ok(o) => {
             // A dial continued in the shape it started with is not counted twice.
             let newly_degraded = o.degraded.is_some() && at.shape == DialShape::Full;
-            state
-                .admission
-                .dialed(carrier, &call.call_sid, now, o.dialed.len(), newly_degraded);
+            state.admission.dialed(
+                carrier,
+                &call.call_sid,
+                dial_time(now, &o),
+                o.dialed.len(),
+                newly_degraded,
+            );
             o
         }
         Err(e) => {

@@ -160,8 +160,9 @@ async fn an_unknown_limit_is_read_from_leg_starts_and_alerted_to_the_api_and_the
         let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
         assert_eq!(server.post_signed("/twilio/voice", &p).await.0, 200);
     }
-    // The carrier holds the legs (more than half a second), then sets them up 20 a second.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // The carrier plays the recording notice (about 3.4 s), holds the legs more than a second,
+    // then sets them up 20 a second.
+    tokio::time::sleep(std::time::Duration::from_millis(4900)).await;
     for (i, call_sid) in calls.iter().enumerate() {
         let leg_sid = sid("CA", 0xbf00 + i as u64);
         let leg = [
