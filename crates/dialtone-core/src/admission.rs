@@ -36,12 +36,18 @@ impl SetupLimit {
 }
 
 /// The carrier's queue as dialtone can compute it (GCRA, as redis-cell and `governor` keep it).
+///
+/// Legs are counted at the instant the carrier will ask for them, which may be seconds after
+/// dialtone answered (the caller first hears a notice or a greeting): requests wait in `pending`
+/// until their time, so the queue is always built in the order the carrier sees.
 #[derive(Debug, Clone)]
 pub struct DialMirror {
     limit: SetupLimit,
     /// Theoretical arrival time: when the carrier will have set up every leg asked for so far,
     /// if it spaces them evenly.
     tat: f64,
+    /// Requests not yet applied to `tat`: (when, legs), in time order.
+    pending: Vec<(f64, u32)>,
     /// Legs asked for, and when the window of `rate_window_s` started, for the offered rate.
     window_start: f64,
     window_legs: u32,
@@ -56,6 +62,7 @@ impl DialMirror {
         Self {
             limit,
             tat: f64::NEG_INFINITY,
+            pending: Vec::new(),
             window_start: f64::NEG_INFINITY,
             window_legs: 0,
             last_rate: 0.0,
@@ -75,28 +82,49 @@ impl DialMirror {
         self.limit.interval_s() * f64::from(self.limit.burst.max(1) - 1)
     }
 
-    /// Seconds the next leg asked for at `now` would wait in the carrier's queue.
-    pub fn queue_s(&self, now: f64) -> f64 {
-        (self.tat - self.tolerance_s() - now).max(0.0)
+    /// The theoretical arrival time at `at`, with every request due by then applied.
+    fn tat_at(&self, at: f64) -> f64 {
+        let interval = self.limit.interval_s();
+        self.pending
+            .iter()
+            .take_while(|(t, _)| *t <= at)
+            .fold(self.tat, |tat, (t, legs)| {
+                tat.max(*t) + interval * f64::from(*legs)
+            })
     }
 
-    /// Seconds the last of `legs` asked for at `now` would wait.
-    pub fn projected_wait_s(&self, now: f64, legs: u32) -> f64 {
+    /// Seconds the next leg asked for at `at` would wait in the carrier's queue.
+    pub fn queue_s(&self, at: f64) -> f64 {
+        (self.tat_at(at) - self.tolerance_s() - at).max(0.0)
+    }
+
+    /// Seconds the last of `legs` asked for at `at` would wait.
+    pub fn projected_wait_s(&self, at: f64, legs: u32) -> f64 {
         if legs == 0 {
             return 0.0;
         }
-        let start = self.tat.max(now);
-        (start + self.limit.interval_s() * f64::from(legs - 1) - self.tolerance_s() - now).max(0.0)
+        let start = self.tat_at(at).max(at);
+        (start + self.limit.interval_s() * f64::from(legs - 1) - self.tolerance_s() - at).max(0.0)
     }
 
-    /// `legs` were asked for at `now`: the carrier's queue grows by them.
-    pub fn request(&mut self, now: f64, legs: u32) {
-        self.tat = self.tat.max(now) + self.limit.interval_s() * f64::from(legs);
-        if now - self.window_start >= RATE_WINDOW_S {
+    /// Applies the requests due by `now` (keeps `pending` short).
+    pub fn advance(&mut self, now: f64) {
+        let due = self.pending.partition_point(|(t, _)| *t <= now);
+        if due > 0 {
+            self.tat = self.tat_at(self.pending[due - 1].0);
+            self.pending.drain(..due);
+        }
+    }
+
+    /// The carrier will ask for `legs` legs at `at`: its queue grows by them then.
+    pub fn request(&mut self, at: f64, legs: u32) {
+        let i = self.pending.partition_point(|(t, _)| *t <= at);
+        self.pending.insert(i, (at, legs));
+        if at - self.window_start >= RATE_WINDOW_S {
             if self.window_start.is_finite() {
-                self.last_rate = f64::from(self.window_legs) / (now - self.window_start);
+                self.last_rate = f64::from(self.window_legs) / (at - self.window_start);
             }
-            self.window_start = now;
+            self.window_start = at;
             self.window_legs = 0;
         }
         self.window_legs += legs;
@@ -180,14 +208,19 @@ impl Degrade {
     }
 }
 
+/// The share of the budget a decision plans for. A call is shaped when dialtone answers it,
+/// seconds before its legs are asked for; calls answered after it may reach their dial first
+/// and queue ahead of it, so half the budget is kept for them.
+pub const PLANNED_SHARE: f64 = 0.5;
+
 /// The shape of a dial of `legs` destinations at `now`: full while every leg would start
-/// within the tier's budget, the primary first while the primary alone would, else the primary
-/// only.
+/// within the planned share of the tier's budget, the primary first while the primary alone
+/// would, else the primary only.
 pub fn shape(mirror: &DialMirror, now: f64, legs: u32, policy: &Degrade) -> DialShape {
     if legs <= 1 {
         return DialShape::Full;
     }
-    let budget = policy.tier_budget_s();
+    let budget = policy.tier_budget_s() * PLANNED_SHARE;
     if mirror.projected_wait_s(now, legs) <= budget {
         DialShape::Full
     } else if mirror.queue_s(now) <= budget {
@@ -277,6 +310,22 @@ mod tests {
     }
 
     #[test]
+    fn legs_asked_for_later_queue_behind_legs_asked_for_sooner() {
+        let mut m = DialMirror::new(SetupLimit::per_second(10.0));
+        // A call answered at 0 whose dial runs after a 3 s notice...
+        m.request(3.0, 3);
+        // ...and one answered at 1 that dials at once: the carrier sees it first.
+        assert!((m.projected_wait_s(1.0, 2) - 0.1).abs() < 1e-9);
+        m.request(1.0, 2);
+        assert!((m.queue_s(1.0) - 0.2).abs() < 1e-9);
+        // At 3 s the first call's legs join a queue that has drained: only they are in it.
+        assert!((m.queue_s(3.0) - 0.3).abs() < 1e-9, "{}", m.queue_s(3.0));
+        m.advance(10.0);
+        assert_eq!(m.queue_s(10.0), 0.0);
+        assert!(m.pending.is_empty());
+    }
+
+    #[test]
     fn burst_lets_legs_through_at_once_after_a_quiet_spell() {
         let limit = SetupLimit {
             count: 10,
@@ -359,13 +408,14 @@ mod tests {
             }
         }
 
-        /// A full dial is only asked for when its last leg would start within the budget, and
-        /// the primary first only when the primary would.
+        /// A full dial is only asked for when its last leg would start within the planned
+        /// budget, and the primary first only when the primary would.
         #[test]
         fn every_shape_keeps_its_promise(queued_legs in 0u32..100, legs in 2u32..10, budget in 0.1f64..5.0) {
             let mut m = DialMirror::new(SetupLimit::per_second(10.0));
             m.request(0.0, queued_legs);
             let policy = Degrade { budget_s: budget, ..Degrade::default() };
+            let budget = budget * PLANNED_SHARE;
             match shape(&m, 0.0, legs, &policy) {
                 DialShape::Full => prop_assert!(m.projected_wait_s(0.0, legs) <= budget),
                 DialShape::PrimaryFirst => prop_assert!(m.queue_s(0.0) <= budget),

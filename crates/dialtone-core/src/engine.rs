@@ -25,9 +25,8 @@ pub struct Call<'a> {
 /// How many legs a dial may ask for, decided by the caller of the engine from the carrier's
 /// dial limit (see [`crate::admission`]).
 pub trait Admission {
-    /// The shape of a dial that would ask for `legs` destinations at once, `after_s` seconds
-    /// from now (once the caller has heard what comes before it).
-    fn shape(&self, legs: u32, after_s: f64) -> DialShape;
+    /// The shape of a dial that would ask for `legs` destinations at once.
+    fn shape(&self, legs: u32) -> DialShape;
 }
 
 impl std::fmt::Debug for dyn Admission + Sync + '_ {
@@ -48,7 +47,7 @@ pub fn seconds_before_dial(response: &twiml::Response) -> Option<f64> {
 }
 
 /// Seconds the caller spends hearing `verbs` (see [`seconds_before_dial`]).
-pub fn speech_seconds(verbs: &[twiml::Verb]) -> f64 {
+fn speech_seconds(verbs: &[twiml::Verb]) -> f64 {
     verbs
         .iter()
         .map(|verb| match verb {
@@ -66,7 +65,7 @@ pub fn speech_seconds(verbs: &[twiml::Verb]) -> f64 {
 pub struct Unlimited;
 
 impl Admission for Unlimited {
-    fn shape(&self, _legs: u32, _after_s: f64) -> DialShape {
+    fn shape(&self, _legs: u32) -> DialShape {
         DialShape::Full
     }
 }
@@ -356,8 +355,7 @@ impl<'a> Run<'a> {
                     self.shape = match dial.strategy {
                         Strategy::Simulcall => {
                             let legs = u32::try_from(dial.destinations.len()).unwrap_or(u32::MAX);
-                            let after = speech_seconds(&self.out.response.verbs);
-                            self.call.admission.shape(legs, after)
+                            self.call.admission.shape(legs)
                         }
                         // One leg at a time already.
                         Strategy::Sequential | Strategy::RoundRobin => DialShape::Full,

@@ -494,7 +494,7 @@ proptest! {
 struct Shaped(dialtone_core::admission::DialShape);
 
 impl engine::Admission for Shaped {
-    fn shape(&self, _legs: u32, _after_s: f64) -> dialtone_core::admission::DialShape {
+    fn shape(&self, _legs: u32) -> dialtone_core::admission::DialShape {
         self.0
     }
 }

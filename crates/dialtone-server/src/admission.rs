@@ -45,6 +45,8 @@ const REALERT_S: f64 = 900.0;
 const SAMPLE_S: f64 = 10.0;
 /// Samples learnt as the baseline before the drift detector watches.
 const WARMUP_SAMPLES: usize = 30;
+/// A drift in observed leg waits smaller than this is not alerted.
+const DRIFT_WORTH_S: f64 = 0.5;
 /// The setup SLO: this share of legs ring within `SETUP_SLO_S` of being asked for.
 const SETUP_SLO: f64 = 0.99;
 const SETUP_SLO_S: f64 = 2.0;
@@ -181,15 +183,20 @@ impl Monitor {
                         self.warmup.push(mean);
                         if self.warmup.len() >= WARMUP_SAMPLES {
                             self.baseline = Baseline::of(&self.warmup).map(|b| Baseline {
-                                // Waits near zero vary by milliseconds: a drift of a tenth of a
-                                // second is the smallest worth telling.
-                                sd: b.sd.max(0.1),
+                                // Waits near zero vary by milliseconds: a quarter second is the
+                                // smallest spread worth standardising by.
+                                sd: b.sd.max(0.25),
                                 ..b
                             });
                         }
                     }
                     Some(b) => {
-                        if self.cusum.push(b.z(mean)) && self.due("dial_delay_drift", now) {
+                        // Drifts smaller than half a second are not worth a person's attention.
+                        let worth_telling = mean - b.mean > DRIFT_WORTH_S;
+                        if self.cusum.push(b.z(mean))
+                            && worth_telling
+                            && self.due("dial_delay_drift", now)
+                        {
                             raised.push((
                                 "dial_delay_drift",
                                 format!(
@@ -307,12 +314,20 @@ impl Admission {
         }
     }
 
-    /// A flow asked the carrier for `legs` legs of `call_sid`'s dial at `now`.
+    /// A flow asked the carrier for `legs` legs of `call_sid`'s dial at `now`; the carrier will
+    /// reach the `<Dial>` `speech_s` later (after what the caller hears first).
+    ///
+    /// The mirror counts the legs at `now`, when the decision is made: a reservation in decision
+    /// order, so no later decision can queue ahead of an earlier one's legs by more than that
+    /// call's speech. (Counting them at their dial instant instead let calls decided later but
+    /// dialing sooner push earlier decisions past their budget: replayed May 14, p95 added delay
+    /// 1.6 s against 0.8 s.) Observed waits start when the Dial runs.
     pub fn dialed(
         &self,
         carrier: &CarrierAccount,
         call_sid: &str,
         now: DateTime<Utc>,
+        speech_s: f64,
         legs: usize,
         degraded: bool,
     ) {
@@ -326,12 +341,13 @@ impl Admission {
         let now = seconds(now);
         let raised = self.with_account(carrier, |a| {
             if let Some(m) = &mut a.mirror {
+                m.advance(now);
                 m.request(now, u32::try_from(legs).unwrap_or(u32::MAX));
             }
             if a.asked.len() > 10_000 {
                 a.asked.retain(|_, t| now - *t < ASKED_TTL_S);
             }
-            a.asked.insert(call_sid.to_owned(), now);
+            a.asked.insert(call_sid.to_owned(), now + speech_s);
             let limit = a.effective();
             a.monitor.dialed(now, legs as u64, degraded, limit)
         });
@@ -479,12 +495,11 @@ pub struct Shaper<'a> {
 }
 
 impl engine::Admission for Shaper<'_> {
-    fn shape(&self, legs: u32, after_s: f64) -> DialShape {
+    fn shape(&self, legs: u32) -> DialShape {
         if !self.enabled {
             return DialShape::Full;
         }
-        // The legs are asked for once the caller has heard what comes before the dial.
-        let at = self.now + after_s;
+        let at = self.now;
         self.admission
             .with_account(self.carrier, |a| match &a.mirror {
                 Some(m) => shape(m, at, legs, &self.policy),

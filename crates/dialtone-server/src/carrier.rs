@@ -13,7 +13,6 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::{DateTime, Utc};
 use dialtone_core::admission::DialShape;
 use dialtone_core::config::{CarrierAccount, Company, Config};
 use dialtone_core::engine::{self, Call, Input, Outcome};
@@ -151,13 +150,6 @@ fn observe(endpoint: &'static str, result: &'static str, since: Instant) {
     metrics::histogram!(WEBHOOK_SECONDS, "endpoint" => endpoint)
         .record(since.elapsed().as_secs_f64());
     metrics::counter!(WEBHOOK_REQUESTS, "endpoint" => endpoint, "result" => result).increment(1);
-}
-
-/// When the carrier will ask for the legs of `outcome`'s dial: after the caller has heard what
-/// comes before it (a recording notice takes seconds, which are not queueing).
-fn dial_time(now: DateTime<Utc>, outcome: &Outcome) -> DateTime<Utc> {
-    let before = engine::seconds_before_dial(&outcome.response).unwrap_or(0.0);
-    now + chrono::TimeDelta::milliseconds((before * 1000.0) as i64)
 }
 
 fn answer_of(outcome: &Outcome, state: &AppState) -> Answer {
@@ -362,7 +354,8 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
     state.admission.dialed(
         t.carrier,
         &call.call_sid,
-        dial_time(now, &outcome),
+        now,
+        engine::seconds_before_dial(&outcome.response).unwrap_or(0.0),
         outcome.dialed.len(),
         outcome.degraded.is_some(),
     );
@@ -459,7 +452,8 @@ async fn continue_flow(
             state.admission.dialed(
                 carrier,
                 &call.call_sid,
-                dial_time(now, &o),
+                now,
+                engine::seconds_before_dial(&o.response).unwrap_or(0.0),
                 o.dialed.len(),
                 newly_degraded,
             );

@@ -7,11 +7,11 @@ mod common;
 use common::*;
 use dialtone_core::demo;
 
-/// The demo configuration with a carrier that sets up 20 legs every 9 s: one every 0.45 s.
+/// The demo configuration with a carrier that sets up 50 legs every 11 s: one every 0.22 s.
 fn slow_carrier() -> String {
     demo::CONFIG.replace(
         "auth_token = \"demo-auth-token\"\n",
-        "auth_token = \"demo-auth-token\"\ndial_limit = { count = 20, period_s = 9 }\n",
+        "auth_token = \"demo-auth-token\"\ndial_limit = { count = 50, period_s = 11 }\n",
     )
 }
 
@@ -42,9 +42,10 @@ async fn simulcalls_are_shaped_when_the_carriers_queue_would_delay_callers() {
         let call = server.call(&call_sid).await;
         shapes.push((numbers, call["degraded"].clone()));
     }
-    // The first rings both phones (the second leg waits 0.45 s, within the 1 s budget); the
-    // second finds 0.9 s of queue ahead, so its last leg would wait 1.35 s: the primary first;
-    // the third finds 1.35 s ahead, too long for even the primary: the primary only.
+    // Decisions plan for half the 1 s budget. The first rings both phones (its second leg waits
+    // 0.22 s); the second finds 0.44 s of queue ahead, so its last leg would wait 0.66 s: the
+    // primary first; the third finds 0.66 s ahead, too long for even the primary: the primary
+    // only.
     assert_eq!(shapes[0], (2, serde_json::Value::Null));
     assert_eq!(shapes[1], (1, serde_json::json!("primary_first")));
     assert_eq!(shapes[2], (1, serde_json::json!("primary_only")));
@@ -57,11 +58,11 @@ async fn simulcalls_are_shaped_when_the_carriers_queue_would_delay_callers() {
     let limit = account["status"]["configured_limit_per_s"]
         .as_f64()
         .unwrap();
-    assert!((limit - 20.0 / 9.0).abs() < 1e-9, "{limit}");
+    assert!((limit - 50.0 / 11.0).abs() < 1e-9, "{limit}");
     let queue = account["status"]["predicted_queue_s"].as_f64().unwrap();
     assert!(
-        queue > 1.0,
-        "four legs asked for, one every 0.45 s: {queue}"
+        queue > 0.5,
+        "four legs asked for, one every 0.22 s: {queue}"
     );
 
     let metrics = reqwest::get(format!("{}/metrics", server.url))
@@ -75,7 +76,7 @@ async fn simulcalls_are_shaped_when_the_carriers_queue_would_delay_callers() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("dialtone_dial_limit_per_second{carrier_account=\"demo-carrier\",source=\"configured\"} 2.22"),
+        metrics.contains("dialtone_dial_limit_per_second{carrier_account=\"demo-carrier\",source=\"configured\"} 4.54"),
         "{metrics}"
     );
 }
@@ -112,7 +113,7 @@ async fn without_a_limit_or_with_degrading_off_every_leg_is_asked_for() {
     let queue = status["carrier_accounts"][0]["status"]["predicted_queue_s"]
         .as_f64()
         .unwrap();
-    assert!(queue > 2.0, "six legs, one every 0.45 s: {queue}");
+    assert!(queue > 1.0, "six legs, one every 0.22 s: {queue}");
 }
 
 #[tokio::test]
