@@ -45,8 +45,12 @@ const REALERT_S: f64 = 900.0;
 const SAMPLE_S: f64 = 10.0;
 /// Samples learnt as the baseline before the drift detector watches.
 const WARMUP_SAMPLES: usize = 30;
-/// A drift in observed leg waits smaller than this is not alerted.
-const DRIFT_WORTH_S: f64 = 0.5;
+/// A drift in observed leg waits smaller than this is not alerted: the default added-delay
+/// budget, below which callers hear at most part of an extra ring.
+const DRIFT_WORTH_S: f64 = 1.0;
+/// Share of a minute's calls shaped before "degrading" is raised: a few calls are shaped at any
+/// load by bursts of simulcalls, and that is dial admission working, not news.
+const DEGRADING_SHARE: f64 = 0.1;
 /// The setup SLO: this share of legs ring within `SETUP_SLO_S` of being asked for.
 const SETUP_SLO: f64 = 0.99;
 const SETUP_SLO_S: f64 = 2.0;
@@ -136,7 +140,7 @@ impl Monitor {
                     }
                 }
                 let ratio = f64::from(degraded) / f64::from(calls.max(1));
-                if degraded >= 3 && ratio > 0.02 && self.due("degrading", now) {
+                if degraded >= 3 && ratio > DEGRADING_SHARE && self.due("degrading", now) {
                     raised.push((
                         "degrading",
                         format!(
@@ -191,7 +195,7 @@ impl Monitor {
                         }
                     }
                     Some(b) => {
-                        // Drifts smaller than half a second are not worth a person's attention.
+                        // Drifts smaller than the budget are not worth a person's attention.
                         let worth_telling = mean - b.mean > DRIFT_WORTH_S;
                         if self.cusum.push(b.z(mean))
                             && worth_telling

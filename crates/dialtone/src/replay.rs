@@ -447,20 +447,11 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
     let calls = std::mem::take(&mut *calls.borrow_mut());
     let degraded_calls = state.admission.degraded_calls();
     let alerts = state.admission.alerts();
+    // Negative: dialtone warned before the offered legs crossed the limit.
     let first_alert_after_onset_s = plan.onset.and_then(|onset| {
         alerts
-            .iter()
-            .filter(|a| a.kind != "limit_forecast")
+            .first()
             .map(|a| (a.at - onset).num_milliseconds() as f64 / 1000.0)
-            // Alerts from long before the onset are about something else.
-            .find(|s| *s >= -1800.0)
-    });
-    let forecast_before_onset_s = plan.onset.and_then(|onset| {
-        alerts
-            .iter()
-            .filter(|a| a.kind == "limit_forecast")
-            .map(|a| (onset - a.at).num_milliseconds() as f64 / 1000.0)
-            .find(|s| *s <= 3.0 * 3600.0)
     });
     let alert_lines: Vec<serde_json::Value> = alerts
         .iter()
@@ -577,7 +568,6 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         }),
         "recovered_calls": recovered,
         "first_alert_after_onset_s": first_alert_after_onset_s,
-        "limit_forecast_before_onset_s": forecast_before_onset_s,
         "alerts": alert_lines,
         "report": report,
         "by_group": by_group,
