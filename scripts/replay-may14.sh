@@ -4,7 +4,7 @@
 # dial admission with the limit configured, and with the limit unknown (estimated), and the
 # 2018 platform taken offline 14:39-15:22 (backup documents, then reconcile).
 # connected_ratio = calls connected / calls connected by the baseline, same seed.
-# Plots land in target/may14/*.svg. About 5 minutes on a 2-core machine.
+# Plots land in target/may14/*.svg (policies.svg: all of them side by side). About 5 minutes on a 2-core machine.
 #
 #   bash scripts/replay-may14.sh [SEED=1]
 set -euo pipefail
@@ -22,6 +22,8 @@ run none --policy none
 run adaptive --policy adaptive
 run adaptive-limit-unknown --policy adaptive --limit-unknown
 run outage --policy none --outage 14:39-15:22
+target/release/dialtone plot --out "$out/policies.svg" \
+  "$out/baseline.json" "$out/none.json" "$out/adaptive.json" "$out/adaptive-limit-unknown.json" "$out/outage.json"
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]

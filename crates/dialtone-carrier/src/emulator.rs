@@ -360,7 +360,7 @@ pub fn start<T: Transport + 'static>(
     done
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub mean: f64,
     pub p50: f64,
@@ -395,7 +395,7 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Minute {
     pub minute: u32,
     pub arrivals: u32,
@@ -409,7 +409,7 @@ pub struct Minute {
     pub post_dial_delay_mean_s: f64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Legs {
     pub requested: usize,
     /// Left the queue and rang.
@@ -420,7 +420,7 @@ pub struct Legs {
 }
 
 /// What a replay measured. Calls end in exactly one of connected, voicemail, abandoned, failed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub calls: usize,
     /// Bridged to a person.

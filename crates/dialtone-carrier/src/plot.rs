@@ -263,6 +263,78 @@ pub fn svg(report: &Report, title: &str, minute_label: &dyn Fn(u32) -> String) -
     out
 }
 
+/// Colours for runs drawn side by side.
+const RUN_COLOURS: [&str; 6] = [
+    "#616161", "#c62828", "#2e7d32", "#1565c0", "#ef6c00", "#6a1b9a",
+];
+
+/// Several runs of the same scenario side by side: each run's mean queue wait per minute on top,
+/// the share of each minute's calls that reached a person below.
+pub fn compare(
+    runs: &[(String, &Report)],
+    title: &str,
+    minute_label: &dyn Fn(u32) -> String,
+) -> String {
+    let n = runs
+        .iter()
+        .map(|(_, r)| r.per_minute.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut out = String::with_capacity(64 * 1024);
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="system-ui, sans-serif"><style>.tick{{font-size:11px;fill:#424242}}.axis{{font-size:13px;fill:#212121}}.legend{{font-size:12px;fill:#212121}}.title{{font-size:16px;font-weight:600}}</style><rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="26" class="title">{}</text>"##,
+        escape(title)
+    );
+    let wait_max = runs
+        .iter()
+        .flat_map(|(_, r)| r.per_minute.iter().map(|m| m.queue_wait_mean_s))
+        .fold(0.0, f64::max);
+    let top = Panel::new(TOP_PANEL, wait_max, n);
+    top.axes(
+        &mut out,
+        "seconds: mean queue wait per minute",
+        minute_label,
+    );
+    let bottom = Panel::new(BOTTOM_PANEL, 1.0, n);
+    bottom.axes(
+        &mut out,
+        "share of each minute's calls that reached a person",
+        minute_label,
+    );
+    let mut entries = Vec::new();
+    for (i, (label, report)) in runs.iter().enumerate() {
+        let colour = RUN_COLOURS[i % RUN_COLOURS.len()];
+        let line = |panel: &Panel, value: &dyn Fn(&Minute) -> f64| -> String {
+            report
+                .per_minute
+                .iter()
+                .enumerate()
+                .map(|(m, minute)| {
+                    format!("{:.1},{:.1}", panel.x(m as f64), panel.y(value(minute)))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let waits = line(&top, &|m| m.queue_wait_mean_s);
+        let connected = line(&bottom, &|m| {
+            f64::from(m.connected) / f64::from(m.arrivals.max(1))
+        });
+        for (panel, points) in [("wait", waits), ("connected", connected)] {
+            let _ = write!(
+                out,
+                r##"<polyline data-series="{} {panel}" fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>"##,
+                escape(label)
+            );
+        }
+        entries.push((label.as_str(), colour, false));
+    }
+    legend(&mut out, TOP_PANEL.0, &entries);
+    out.push_str("</svg>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

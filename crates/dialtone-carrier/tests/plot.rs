@@ -1,7 +1,7 @@
 //! The replay plot is a well-formed SVG whose series hold every minute, inside their panels.
 
 use dialtone_carrier::emulator::{Minute, Report};
-use dialtone_carrier::plot::svg;
+use dialtone_carrier::plot::{compare, svg};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
@@ -130,4 +130,31 @@ fn an_empty_report_still_draws() {
     let doc = svg(&Report::default(), "nothing", &|m| m.to_string());
     let all = series(&doc);
     assert!(all.iter().all(|(_, _, p)| p.is_empty()));
+}
+
+#[test]
+fn runs_side_by_side_draw_a_wait_and_a_connected_line_each() {
+    let (a, b) = (report(30), report(45));
+    let runs = vec![("none".to_owned(), &a), ("adaptive".to_owned(), &b)];
+    let doc = compare(&runs, "May 14", &|m| m.to_string());
+    let all = series(&doc);
+    let names: Vec<&str> = all.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "none wait",
+            "none connected",
+            "adaptive wait",
+            "adaptive connected"
+        ]
+    );
+    assert_eq!(all[0].2.len(), 30);
+    assert_eq!(all[2].2.len(), 45);
+    // 8 of each minute's 10 + m calls connected: the share falls minute by minute.
+    let connected = &all[1].2;
+    assert!(
+        connected[0].1 < connected[29].1,
+        "lower on screen is a smaller share"
+    );
+    assert!(connected.iter().all(|(_, y)| (335.0..=525.0).contains(y)));
 }

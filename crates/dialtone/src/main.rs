@@ -14,6 +14,7 @@ use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, RoundRobin, Sy
 mod backup;
 mod call;
 mod carrier;
+mod compare;
 mod reconcile;
 mod replay;
 mod scenario;
@@ -54,6 +55,8 @@ enum Command {
     /// Fallback URL.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// Draw replays of one scenario side by side (their `--json` reports) as an SVG.
+    Plot(compare::PlotArgs),
     /// Import the carrier's call records of calls dialtone never saw (idempotent by call sid).
     Reconcile(reconcile::ReconcileArgs),
     /// Manage API keys.
@@ -163,6 +166,7 @@ fn main() -> anyhow::Result<()> {
             Command::Carrier(args) => carrier::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Reconcile(args) => reconcile::run(args).await,
+            Command::Plot(args) => compare::run(args),
             Command::Backup(command) => backup::run(command).await,
             Command::Keys(KeysCommand::Create {
                 account,

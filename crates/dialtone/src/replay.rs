@@ -549,6 +549,7 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
     }
     let out = serde_json::json!({
         "scenario": plan.title,
+        "start": plan.plot_start.to_rfc3339(),
         "policy": args.policy,
         "limit_known": !args.limit_unknown,
         "degraded_calls": degraded_calls,

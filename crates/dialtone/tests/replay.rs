@@ -387,3 +387,53 @@ fn an_outage_falls_back_to_the_exported_documents_and_reconcile_restores_every_c
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("the end must be after the start"));
 }
+
+#[test]
+fn replays_of_one_scenario_are_plotted_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for policy in ["none", "adaptive"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+            .args([
+                "replay",
+                "--arrivals-per-second",
+                "2",
+                "--dial-limit",
+                "4",
+                "--fanout",
+                "3",
+            ])
+            .args(["--duration-s", "300", "--json", "--policy", policy])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let file = dir.path().join(format!("{policy}.json"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        files.push(file);
+    }
+    let svg = dir.path().join("both.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+        .arg("plot")
+        .arg("--out")
+        .arg(&svg)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = std::fs::read_to_string(&svg).unwrap();
+    for needle in ["none wait", "adaptive connected", ">13:00<"] {
+        assert!(doc.contains(needle), "{needle}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+        .args(["plot", "--out"])
+        .arg(&svg)
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a replay's JSON report"));
+}
