@@ -83,6 +83,33 @@ pub struct CallReceived {
     pub answer: Answer,
 }
 
+impl CallReceived {
+    /// A call to one of `t`'s tracking numbers, as the log records it.
+    pub fn to_tracker(
+        t: &crate::config::TrackerRef<'_>,
+        carrier_account_sid: &str,
+        tracking_number: &str,
+        caller: &str,
+        forwarded_from: Option<String>,
+        caller_name: Option<String>,
+        answer: Answer,
+    ) -> Self {
+        Self {
+            account: t.company.account.clone(),
+            company: t.company.slug.clone(),
+            tracker: t.tracker.name.clone(),
+            tracker_kind: t.tracker.kind.as_str().to_owned(),
+            carrier_account_sid: carrier_account_sid.to_owned(),
+            tracking_number: tracking_number.to_owned(),
+            caller: caller.to_owned(),
+            forwarded_from,
+            caller_name,
+            flow: t.flow.name.clone(),
+            answer,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowAnswered {
     /// The callback that asked: gather, dial, voicemail.

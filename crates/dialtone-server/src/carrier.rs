@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use dialtone_core::admission::DialShape;
-use dialtone_core::config::{CarrierAccount, Company, Config};
+use dialtone_core::config::{CarrierAccount, Company, Config, TrackerRef};
 use dialtone_core::engine::{self, Call, Input, Outcome};
 use dialtone_core::event::{self, Answer, Event, EventBody, Routing};
 use dialtone_core::flow::Flow;
@@ -150,6 +150,19 @@ fn observe(endpoint: &'static str, result: &'static str, since: Instant) {
     metrics::histogram!(WEBHOOK_SECONDS, "endpoint" => endpoint)
         .record(since.elapsed().as_secs_f64());
     metrics::counter!(WEBHOOK_REQUESTS, "endpoint" => endpoint, "result" => result).increment(1);
+}
+
+/// The inbound call to `t`'s number, logged with `answer`.
+fn received(t: &TrackerRef<'_>, call: &CallParams, answer: Answer) -> event::CallReceived {
+    event::CallReceived::to_tracker(
+        t,
+        &call.account_sid,
+        &call.to,
+        &call.from,
+        call.forwarded_from.clone(),
+        call.caller_name.clone(),
+        answer,
+    )
 }
 
 fn answer_of(outcome: &Outcome, state: &AppState) -> Answer {
@@ -301,25 +314,17 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         let event = Event {
             call_sid: call.call_sid.clone(),
             at: now,
-            body: EventBody::CallReceived(event::CallReceived {
-                account: t.company.account.clone(),
-                company: t.company.slug.clone(),
-                tracker: t.tracker.name.clone(),
-                tracker_kind: t.tracker.kind.as_str().to_owned(),
-                carrier_account_sid: call.account_sid.clone(),
-                tracking_number: call.to.clone(),
-                caller: call.from.clone(),
-                forwarded_from: call.forwarded_from.clone(),
-                caller_name: call.caller_name.clone(),
-                flow: t.flow.name.clone(),
-                answer: Answer {
+            body: EventBody::CallReceived(received(
+                &t,
+                &call,
+                Answer {
                     answered_at: Some(now),
                     dialed: vec![primary.to_string()],
                     routing: Some(Routing::Backup),
                     reason: Some(format!("backup rule {}: {}", rule.id, rule.reason)),
                     ..Default::default()
                 },
-            }),
+            )),
         };
         let batch = Batch {
             events: vec![event],
@@ -363,19 +368,7 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
     let event = Event {
         call_sid: call.call_sid.clone(),
         at: now,
-        body: EventBody::CallReceived(event::CallReceived {
-            account: t.company.account.clone(),
-            company: t.company.slug.clone(),
-            tracker: t.tracker.name.clone(),
-            tracker_kind: t.tracker.kind.as_str().to_owned(),
-            carrier_account_sid: call.account_sid.clone(),
-            tracking_number: call.to.clone(),
-            caller: call.from.clone(),
-            forwarded_from: call.forwarded_from.clone(),
-            caller_name: call.caller_name.clone(),
-            flow: t.flow.name.clone(),
-            answer: answer_of(&outcome, &state),
-        }),
+        body: EventBody::CallReceived(received(&t, &call, answer_of(&outcome, &state))),
     };
     let batch = Batch {
         events: vec![event],

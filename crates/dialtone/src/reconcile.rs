@@ -67,24 +67,20 @@ pub fn events_for(config: &Config, call: &CallRecord, legs: &[&CallRecord]) -> O
     let mut events = vec![Event {
         call_sid: sid.clone(),
         at: start,
-        body: EventBody::CallReceived(event::CallReceived {
-            account: t.company.account.clone(),
-            company: t.company.slug.clone(),
-            tracker: t.tracker.name.clone(),
-            tracker_kind: t.tracker.kind.as_str().to_owned(),
-            carrier_account_sid: call.account_sid.clone(),
-            tracking_number: call.to.clone(),
-            caller: call.from.clone(),
-            forwarded_from: call.forwarded_from.clone(),
-            caller_name: call.caller_name.clone(),
-            flow: t.flow.name.clone(),
-            answer: Answer {
+        body: EventBody::CallReceived(event::CallReceived::to_tracker(
+            &t,
+            &call.account_sid,
+            &call.to,
+            &call.from,
+            call.forwarded_from.clone(),
+            call.caller_name.clone(),
+            Answer {
                 dialed: legs.iter().map(|l| l.to.clone()).collect(),
                 routing: Some(Routing::Backup),
                 reason: Some(RECOVERED.into()),
                 ..Answer::default()
             },
-        }),
+        )),
     }];
     for leg in legs {
         let leg_start = time(&leg.start_time);

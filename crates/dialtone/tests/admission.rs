@@ -34,10 +34,7 @@ async fn simulcalls_are_shaped_when_the_carriers_queue_would_delay_callers() {
     let mut shapes = Vec::new();
     for n in 1..=3 {
         let call_sid = sid("CA", 0xad00 + n);
-        let p = inbound(&call_sid, "+14045550100");
-        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (code, twiml) = server.post_signed("/twilio/voice", &p).await;
-        assert_eq!(code, 200, "{twiml}");
+        let twiml = server.voice(&call_sid, "+14045550100").await;
         let numbers = twiml.matches("<Number").count();
         let call = server.call(&call_sid).await;
         shapes.push((numbers, call["degraded"].clone()));
@@ -102,9 +99,7 @@ async fn without_a_limit_or_with_degrading_off_every_leg_is_asked_for() {
     );
     for n in 1..=3 {
         let call_sid = sid("CA", 0xae00 + n);
-        let p = inbound(&call_sid, "+14045550100");
-        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (_, twiml) = server.post_signed("/twilio/voice", &p).await;
+        let twiml = server.voice(&call_sid, "+14045550100").await;
         assert_eq!(twiml.matches("<Number").count(), 2, "{twiml}");
     }
     let (_, status) = server.api("/api/v1/admission", Some(demo::API_KEY)).await;
@@ -157,9 +152,7 @@ async fn an_unknown_limit_is_read_from_leg_starts_and_alerted_to_the_api_and_the
     );
     let calls: Vec<String> = (1..=12).map(|n| sid("CA", 0xaf00 + n)).collect();
     for call_sid in &calls {
-        let p = inbound(call_sid, "+14045550100");
-        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        assert_eq!(server.post_signed("/twilio/voice", &p).await.0, 200);
+        server.voice(call_sid, "+14045550100").await;
     }
     // The carrier plays the recording notice (about 3.4 s), holds the legs more than a second,
     // then sets them up 20 a second.

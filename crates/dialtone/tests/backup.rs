@@ -39,11 +39,7 @@ fn every_tracking_number_gets_a_document_ringing_its_companys_primary_number() {
 }
 
 async fn voice(server: &Server, n: u64, to: &str) -> String {
-    let p = inbound(&sid("CA", n), to);
-    let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (code, twiml) = server.post_signed("/twilio/voice", &p).await;
-    assert_eq!(code, 200, "{twiml}");
-    twiml
+    server.voice(&sid("CA", n), to).await
 }
 
 fn backup(server: &Server, args: &[&str]) -> (i32, String, String) {

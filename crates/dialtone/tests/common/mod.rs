@@ -107,6 +107,15 @@ impl Server {
         .await
     }
 
+    /// An inbound call `call_sid` to `to` from the carrier; the TwiML answered (asserted 200).
+    pub async fn voice(&self, call_sid: &str, to: &str) -> String {
+        let p = inbound(call_sid, to);
+        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, twiml) = self.post_signed("/twilio/voice", &p).await;
+        assert_eq!(code, 200, "{twiml}");
+        twiml
+    }
+
     pub async fn api(&self, path: &str, key: Option<&str>) -> (u16, Value) {
         let mut req = reqwest::Client::new().get(format!("{}{}", self.url, path));
         if let Some(k) = key {
