@@ -170,11 +170,7 @@ impl Sim {
     /// every `every_timers` timers, for a progress bar.
     pub fn run(&self, every_timers: u64, progress: &mut dyn FnMut(f64)) {
         loop {
-            self.adopt_spawned();
-            while let Some(id) = self.inner.ready.pop() {
-                self.poll_task(id);
-                self.adopt_spawned();
-            }
+            self.run_ready();
             let next = self.inner.timers.borrow_mut().pop();
             let Some(timer) = next else { return };
             if timer.at > self.now() {
@@ -199,11 +195,7 @@ impl Sim {
             if wall > self.now() {
                 self.set_now(wall);
             }
-            self.adopt_spawned();
-            while let Some(id) = self.inner.ready.pop() {
-                self.poll_task(id);
-                self.adopt_spawned();
-            }
+            self.run_ready();
             let mut fired = false;
             loop {
                 let due = self
@@ -239,6 +231,15 @@ impl Sim {
                 }
                 None => woken.await,
             }
+        }
+    }
+
+    /// Polls every task that can make progress, and those they spawn, until none can.
+    fn run_ready(&self) {
+        self.adopt_spawned();
+        while let Some(id) = self.inner.ready.pop() {
+            self.poll_task(id);
+            self.adopt_spawned();
         }
     }
 

@@ -291,13 +291,18 @@ impl Admission {
             .accounts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let account = accounts
-            .entry(carrier.account_sid.clone())
-            .or_insert_with(|| Account::new(carrier.dial_limit));
-        if account.configured != carrier.dial_limit {
-            // The configuration was reloaded with another limit.
-            account.configured = carrier.dial_limit;
+        // Looked up by reference: the key is copied only for a new account, not on every call.
+        if !accounts.contains_key(&carrier.account_sid) {
+            accounts.insert(
+                carrier.account_sid.clone(),
+                Account::new(carrier.dial_limit),
+            );
         }
+        let Some(account) = accounts.get_mut(&carrier.account_sid) else {
+            unreachable!("inserted above")
+        };
+        // The configuration may have been reloaded with another limit.
+        account.configured = carrier.dial_limit;
         match (account.effective(), &mut account.mirror) {
             (Some(limit), Some(m)) if m.limit() != limit => m.set_limit(limit),
             (Some(limit), None) => account.mirror = Some(DialMirror::new(limit)),
