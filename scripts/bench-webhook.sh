@@ -7,13 +7,18 @@
 # - latency from a fixed-rate open-loop run (`loadgen --rate`, latency measured from when each
 #   request was due).
 # dialtone runs with durable logging on: SQLite WAL, synchronous=FULL (fsync per group commit).
+# With TARGET=dni (what scripts/bench-dni.sh sets) the endpoint is DNI session creation instead:
+# every request a new visitor from a Google Ads click (scripts/bench/dni.lua, `loadgen --dni`),
+# each lease durable before the answer, against the demo configuration with its rate limits
+# raised (all the load comes from one address).
 #
 #   bash scripts/bench-webhook.sh [ROUNDS=3] [SECONDS=10] [RATE=2000] [DATABASE_OPTIONS]
 # e.g. DATABASE_OPTIONS="?synchronous=normal" to measure without fsync.
-# Results: printed, and written to bench-results/webhook-<timestamp>.json.
+# Results: printed, and written to bench-results/<target>-<timestamp>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; seconds=${2:-10}; rate=${3:-2000}; dbopts=${4:-}; conns=64
+target=${TARGET:-webhook}
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { echo "needs wrk (Debian package wrk)"; exit 1; }; }
 cargo build --release -q -p dialtone -p dialtone-server --examples --bins
 bin=target/release; ex=target/release/examples
@@ -32,18 +37,31 @@ start() { # name, command... → sets URL_<name>, PID_<name>
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, in clock ticks
 ticks=$(getconf CLK_TCK)
 
+config=()
+if [ "$target" = dni ]; then
+  path=/dni/v1/sessions; lua=(-s scripts/bench/dni.lua); loadgen_mode=(--dni acme-plumbing)
+  { printf '[dni]\nsessions_per_minute_per_address = 100000000\nsessions_per_minute_per_visitor = 100000000\nburst = 100000\n\n'
+    "$bin/dialtone" config demo; } >"$work/dni.toml"
+  config=(--config "$work/dni.toml")
+else
+  path=/twilio/voice; loadgen_mode=()
+fi
 start bare "$ex/bare_responder" 127.0.0.1:0
-start dialtone "$bin/dialtone" serve --demo --listen 127.0.0.1:0 --database "sqlite://$work/bench.db$dbopts"
+start dialtone "$bin/dialtone" serve --demo "${config[@]}" ${WORKERS:+--worker-threads $WORKERS} --listen 127.0.0.1:0 --database "sqlite://$work/bench.db$dbopts"
 for name in bare dialtone; do
   url_var="URL_$name"
-  "$ex/loadgen" --url "${!url_var}/twilio/voice" --write-requests "$work/$name.tsv" --count 50000
+  if [ "$target" = webhook ]; then
+    "$ex/loadgen" --url "${!url_var}$path" --write-requests "$work/$name.tsv" --count 50000
+  fi
 done
+# wrk's script and arguments for a server: the pre-signed calls file, or the DNI script.
+wrk_args() { if [ "$target" = webhook ]; then echo "-s scripts/bench/inbound.lua ${!1}$path -- $work/$2.tsv"; else echo "${lua[*]} ${!1}$path"; fi; }
 
 results="$work/results.jsonl"
 closed() { # name → one JSON line
   local name=$1 url_var="URL_$1" pid_var="PID_$1"
   local before; before=$(cpu "${!pid_var}")
-  local out; out=$(wrk -t2 -c$conns -d"${seconds}s" -s scripts/bench/inbound.lua "${!url_var}/twilio/voice" -- "$work/$name.tsv")
+  local out; out=$(wrk -t2 -c$conns -d"${seconds}s" $(wrk_args "$url_var" "$name"))
   local after; after=$(cpu "${!pid_var}")
   python3 - "$name" "$before" "$after" "$ticks" <<PY >>"$results"
 import json, re, sys
@@ -60,11 +78,11 @@ PY
 }
 fixed_rate() { # name → one JSON line
   local name=$1 url_var="URL_$1"
-  "$ex/loadgen" --url "${!url_var}/twilio/voice" --seconds "$seconds" --rate "$rate" | sed "s/^{/{\"mode\":\"rate\",\"server\":\"$name\",/" >>"$results"
+  "$ex/loadgen" --url "${!url_var}$path" "${loadgen_mode[@]}" --seconds "$seconds" --rate "$rate" | sed "s/^{/{\"mode\":\"rate\",\"server\":\"$name\",/" >>"$results"
 }
 
-wrk -t2 -c$conns -d2s -s scripts/bench/inbound.lua "$URL_bare/twilio/voice" -- "$work/bare.tsv" >/dev/null   # warm up
-wrk -t2 -c$conns -d2s -s scripts/bench/inbound.lua "$URL_dialtone/twilio/voice" -- "$work/dialtone.tsv" >/dev/null
+wrk -t2 -c$conns -d2s $(wrk_args URL_bare bare) >/dev/null   # warm up
+wrk -t2 -c$conns -d2s $(wrk_args URL_dialtone dialtone) >/dev/null
 for r in $(seq "$rounds"); do
   echo "round $r/$rounds: wrk -t2 -c$conns, ${seconds}s each" >&2
   closed bare
@@ -74,14 +92,15 @@ echo "fixed rate: $rate req/s, ${seconds}s each" >&2
 fixed_rate bare
 fixed_rate dialtone
 
-out="bench-results/webhook-$(date -u +%Y%m%dT%H%M%SZ).json"
-python3 - "$results" "$out" "$dbopts" <<'PY'
+out="bench-results/$target-$(date -u +%Y%m%dT%H%M%SZ).json"
+python3 - "$results" "$out" "$dbopts" "$target" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def med(server, mode, key):
     vals = [r[key] for r in rows if r["server"] == server and r["mode"] == mode]
     return statistics.median(vals) if vals else float("nan")
 s = {
+    "target": sys.argv[4],
     "database_options": sys.argv[3] or "synchronous=full (default)",
     "closed_loop_rps": {"bare": med("bare", "closed", "rps"), "dialtone": med("dialtone", "closed", "rps")},
     "cpu_us_per_request": {"bare": med("bare", "closed", "cpu_us_per_request"), "dialtone": med("dialtone", "closed", "cpu_us_per_request")},

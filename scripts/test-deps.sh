@@ -2,7 +2,8 @@
 # Installs what the tests need, idempotently; quiet when everything is already there.
 # - the carrier's official Python helper library (`twilio`), in .venv-test, the oracle our
 #   signature and TwiML code is cross-checked against;
-# - promtool (Debian's `prometheus` package), which checks the /metrics format.
+# - promtool (Debian's `prometheus` package), which checks the /metrics format;
+# - Chromium (Debian's `chromium` package), the real browser the DNI snippet is tested in.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 twilio_version=9.13.0
@@ -14,9 +15,19 @@ if ! "$venv/bin/python" -c "import twilio, sys; sys.exit(twilio.__version__ != '
   echo "test-deps: installed twilio $twilio_version into .venv-test"
 fi
 
+if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+updated=""
+apt_install() {
+  if [ -z "$updated" ]; then $sudo apt-get update -qq >/dev/null; updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 if ! command -v promtool >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
-  $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt_install prometheus
   echo "test-deps: installed promtool (Debian package prometheus)"
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium
+  echo "test-deps: installed Chromium (Debian package chromium)"
 fi

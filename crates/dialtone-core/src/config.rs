@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::admission::{Degrade, SetupLimit};
+use crate::dni::{OriginPattern, ReferrerGroup, SwapRule};
 use crate::flow::{
     Action, CallerId, DialStep, Flow, FlowProblem, Menu, Message, Schedule, Step, StepId, Strategy,
 };
@@ -31,6 +32,7 @@ pub const DEFAULT_INVALID_CHOICE: &str = "Sorry, that is not a valid choice.";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub admission: Admission,
+    pub dni: Dni,
     pub carrier_accounts: Vec<CarrierAccount>,
     pub accounts: Vec<Account>,
     pub companies: Vec<Company>,
@@ -63,6 +65,54 @@ impl Default for Admission {
     }
 }
 
+/// Settings of dynamic number insertion shared by every company (`[dni]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dni {
+    /// New sessions a minute one client address may create (a bot cannot drain a pool).
+    pub sessions_per_minute_per_address: u32,
+    /// New sessions a minute one visitor id may create.
+    pub sessions_per_minute_per_visitor: u32,
+    /// Sessions either may create at once before the rate applies.
+    pub burst: u32,
+    /// Seconds after a lease ends during which a call to its number still belongs to it.
+    pub attribution_grace_s: u32,
+    /// Whether the client address is the first of `X-Forwarded-For` (behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for Dni {
+    fn default() -> Self {
+        Self {
+            sessions_per_minute_per_address: 30,
+            sessions_per_minute_per_visitor: 6,
+            burst: 10,
+            attribution_grace_s: 120,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// A company's website, as its DNI snippet sees it (`[companies.website]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Website {
+    /// Origins allowed to call the session API (CORS).
+    pub origins: Vec<OriginPattern>,
+    /// Domain of the visitor cookie, to share it across subdomains (`acme.example`).
+    pub cookie_domain: Option<String>,
+    /// How long a visitor keeps a pool number without a sign of life.
+    pub lease_idle_s: u32,
+}
+
+impl Default for Website {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            cookie_domain: None,
+            lease_idle_s: 20 * 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CarrierAccount {
     pub name: String,
@@ -87,6 +137,7 @@ pub struct Company {
     pub carrier: usize,
     pub time_zone: Tz,
     pub website_number: Option<PhoneNumber>,
+    pub website: Website,
     /// Where backup routing sends calls when nothing else can be done.
     pub primary_number: PhoneNumber,
     pub destinations: BTreeMap<String, PhoneNumber>,
@@ -128,6 +179,8 @@ pub struct Tracker {
     pub kind: TrackerKind,
     pub numbers: Vec<PhoneNumber>,
     pub flow: String,
+    /// Which website visits see a session tracker's numbers.
+    pub swap: Vec<SwapRule>,
 }
 
 /// A tracking number's place in the configuration.
@@ -160,6 +213,16 @@ impl Config {
 
     pub fn company(&self, slug: &str) -> Option<&Company> {
         self.companies.iter().find(|c| c.slug == slug)
+    }
+
+    /// Where a tracking number is: (company index, tracker index, number's index in the tracker).
+    pub fn locate(&self, number: &str) -> Option<(usize, usize, usize)> {
+        let &(c, t) = self.numbers.get(number)?;
+        let i = self.companies[c].trackers[t]
+            .numbers
+            .iter()
+            .position(|n| n.as_str() == number)?;
+        Some((c, t, i))
     }
 
     pub fn tracking_numbers(&self) -> usize {
@@ -240,6 +303,7 @@ impl Reporter<'_> {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     admission: Option<Spanned<RawAdmission>>,
+    dni: Option<RawDni>,
     #[serde(default)]
     carrier_accounts: Vec<Spanned<RawCarrier>>,
     #[serde(default)]
@@ -255,6 +319,36 @@ struct RawAdmission {
     budget_s: Option<f64>,
     tiers: Option<Vec<String>>,
     alert_webhook: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDni {
+    sessions_per_minute_per_address: Option<Spanned<u32>>,
+    sessions_per_minute_per_visitor: Option<Spanned<u32>>,
+    burst: Option<Spanned<u32>>,
+    attribution_grace_s: Option<u32>,
+    trust_forwarded_for: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebsite {
+    #[serde(default)]
+    origins: Vec<Spanned<String>>,
+    cookie_domain: Option<Spanned<String>>,
+    lease_idle_min: Option<Spanned<u32>>,
+}
+
+/// One swap rule: exactly one of its fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSwapRule {
+    landing: Option<BTreeMap<String, String>>,
+    referrer: Option<String>,
+    referrer_group: Option<String>,
+    direct: Option<bool>,
+    all: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -292,6 +386,7 @@ struct RawCompany {
     carrier_account: Spanned<String>,
     time_zone: Spanned<String>,
     website_number: Option<Spanned<String>>,
+    website: Option<RawWebsite>,
     primary_number: Spanned<String>,
     tier: Option<Spanned<String>>,
     #[serde(default)]
@@ -322,6 +417,8 @@ struct RawTracker {
     number: Option<Spanned<String>>,
     pool: Option<Vec<Spanned<String>>>,
     flow: Spanned<String>,
+    #[serde(default)]
+    swap: Vec<Spanned<RawSwapRule>>,
 }
 
 #[derive(Deserialize)]
@@ -478,6 +575,31 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
             }
         }
     }
+    let mut dni = Dni::default();
+    if let Some(d) = raw.dni {
+        for (field, value, target) in [
+            (
+                "sessions_per_minute_per_address",
+                d.sessions_per_minute_per_address,
+                &mut dni.sessions_per_minute_per_address,
+            ),
+            (
+                "sessions_per_minute_per_visitor",
+                d.sessions_per_minute_per_visitor,
+                &mut dni.sessions_per_minute_per_visitor,
+            ),
+            ("burst", d.burst, &mut dni.burst),
+        ] {
+            if let Some(v) = value {
+                if *v.get_ref() == 0 {
+                    r.at(Some(v.span()), format!("[dni] {field} must be 1 or more"));
+                }
+                *target = *v.get_ref();
+            }
+        }
+        dni.attribution_grace_s = d.attribution_grace_s.unwrap_or(dni.attribution_grace_s);
+        dni.trust_forwarded_for = d.trust_forwarded_for.unwrap_or(false);
+    }
     let mut carrier_accounts = Vec::new();
     for c in raw.carrier_accounts {
         let span = c.span();
@@ -604,6 +726,7 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
     }
     Config {
         admission,
+        dni,
         carrier_accounts,
         accounts,
         companies,
@@ -707,6 +830,7 @@ fn convert_company(
     let primary_number = resolve(r, &c.primary_number)
         .unwrap_or_else(|| PhoneNumber::parse("+10000000000").expect("valid"));
     let website_number = c.website_number.as_ref().and_then(|s| phone(r, s));
+    let website = c.website.map(|w| convert_website(w, r)).unwrap_or_default();
     let tier = match &c.tier {
         None => 0,
         Some(t) => match tiers.iter().position(|x| x == t.get_ref()) {
@@ -782,7 +906,7 @@ fn convert_company(
             }
             (TrackerKind::Source, _, _) => {
                 r.at(
-                    Some(span),
+                    Some(span.clone()),
                     format!(
                         "source tracker `{}` needs one `number` (and no `pool`)",
                         t.name
@@ -792,7 +916,7 @@ fn convert_company(
             }
             (TrackerKind::Session, _, _) => {
                 r.at(
-                    Some(span),
+                    Some(span.clone()),
                     format!(
                         "session tracker `{}` needs a non-empty `pool` (and no `number`)",
                         t.name
@@ -807,14 +931,51 @@ fn convert_company(
                 format!("tracker `{}`: unknown flow `{}`", t.name, t.flow.get_ref()),
             );
         }
+        let swap: Vec<SwapRule> = t
+            .swap
+            .into_iter()
+            .filter_map(|rule| swap_rule(rule, r))
+            .collect();
+        match kind {
+            TrackerKind::Source if !swap.is_empty() => r.at(
+                Some(span),
+                format!(
+                    "source tracker `{}`: `swap` rules belong to session trackers (their pool is what the website shows)",
+                    t.name
+                ),
+            ),
+            TrackerKind::Session if swap.is_empty() => r.at(
+                Some(span),
+                format!(
+                    "session tracker `{}` needs `swap` rules saying which visitors see its pool (like swap = [{{ landing = {{ gclid = \"*\" }} }}])",
+                    t.name
+                ),
+            ),
+            _ => {}
+        }
         trackers.push(Tracker {
             name: t.name,
             kind,
             numbers,
             flow: t.flow.into_inner(),
+            swap,
         });
     }
 
+    if trackers.iter().any(|t| t.kind == TrackerKind::Session) {
+        if website_number.is_none() {
+            r.at(
+                Some(c.slug.span()),
+                format!("company `{slug}` has session trackers but no `website_number` for the snippet to swap"),
+            );
+        }
+        if website.origins.is_empty() {
+            r.at(
+                Some(c.slug.span()),
+                format!("company `{slug}` has session trackers but no [companies.website] origins allowed to ask for numbers"),
+            );
+        }
+    }
     Company {
         slug,
         name: c.name,
@@ -822,6 +983,7 @@ fn convert_company(
         carrier,
         time_zone,
         website_number,
+        website,
         primary_number,
         destinations,
         holidays,
@@ -830,6 +992,85 @@ fn convert_company(
         flows,
         tier,
     }
+}
+
+fn convert_website(w: RawWebsite, r: &mut Reporter) -> Website {
+    let mut website = Website::default();
+    for o in &w.origins {
+        match OriginPattern::parse(o.get_ref()) {
+            Ok(p) => website.origins.push(p),
+            Err(e) => r.at(Some(o.span()), e),
+        }
+    }
+    if let Some(d) = w.cookie_domain {
+        let ok = !d.get_ref().is_empty()
+            && d.get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if ok {
+            website.cookie_domain = Some(d.get_ref().trim_start_matches('.').to_owned());
+        } else {
+            r.at(
+                Some(d.span()),
+                format!("`{}` is not a domain (like acme.example)", d.get_ref()),
+            );
+        }
+    }
+    if let Some(m) = w.lease_idle_min {
+        if (1..=24 * 60).contains(m.get_ref()) {
+            website.lease_idle_s = m.get_ref() * 60;
+        } else {
+            r.at(Some(m.span()), "lease_idle_min: 1 to 1440 minutes");
+        }
+    }
+    website
+}
+
+fn swap_rule(rule: Spanned<RawSwapRule>, r: &mut Reporter) -> Option<SwapRule> {
+    let span = rule.span();
+    let rule = rule.into_inner();
+    let mut found = Vec::new();
+    if let Some(params) = rule.landing {
+        if params.is_empty() {
+            r.at(Some(span.clone()), "`landing` needs at least one parameter");
+            return None;
+        }
+        found.push(SwapRule::Landing(
+            params
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        ));
+    }
+    if let Some(url) = rule.referrer {
+        found.push(SwapRule::Referrer(url));
+    }
+    if let Some(g) = rule.referrer_group {
+        match ReferrerGroup::parse(&g) {
+            Some(g) => found.push(SwapRule::ReferrerGroup(g)),
+            None => {
+                r.at(
+                    Some(span.clone()),
+                    format!("referrer_group `{g}` is not `search` or `social`"),
+                );
+                return None;
+            }
+        }
+    }
+    if rule.direct == Some(true) {
+        found.push(SwapRule::Direct);
+    }
+    if rule.all == Some(true) {
+        found.push(SwapRule::All);
+    }
+    if found.len() != 1 {
+        r.at(
+            Some(span),
+            "a swap rule is exactly one of `landing = { param = \"value\" }`, `referrer = \"URL\"`, `referrer_group = \"search\"|\"social\"`, `direct = true`, `all = true`",
+        );
+        return None;
+    }
+    found.pop()
 }
 
 /// Resolves a step reference: (reporter, field name, step name, reference) → index.

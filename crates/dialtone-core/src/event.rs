@@ -13,6 +13,9 @@ pub struct Event {
     pub body: EventBody,
 }
 
+// A call's first event is its biggest, and there is one per call: boxing it would cost an
+// allocation per call to save a few hundred bytes on the smaller events, which are as few.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
@@ -81,6 +84,24 @@ pub struct CallReceived {
     pub caller_name: Option<String>,
     pub flow: String,
     pub answer: Answer,
+    /// The website visitor the call is attributed to (calls to a DNI pool number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Box<CallAttribution>>,
+    /// Whether the caller had never called the company before (unknown for calls logged before
+    /// dialtone tracked it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_call: Option<bool>,
+}
+
+/// The visitor session a call to a pool number belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallAttribution {
+    /// The session's public id (without its secret).
+    pub session: u64,
+    pub visitor: String,
+    pub visit: crate::dni::Visit,
+    /// Sessions holding the number when the call came: 1 means certain.
+    pub shared_with: u32,
 }
 
 impl CallReceived {
@@ -106,6 +127,8 @@ impl CallReceived {
             caller_name,
             flow: t.flow.name.clone(),
             answer,
+            attribution: None,
+            first_call: None,
         }
     }
 }

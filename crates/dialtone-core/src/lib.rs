@@ -8,6 +8,7 @@ pub mod backup;
 pub mod config;
 pub mod demo;
 pub mod detect;
+pub mod dni;
 pub mod engine;
 pub mod event;
 pub mod flow;

@@ -223,3 +223,49 @@ fn tokens_can_come_from_the_environment() {
             .contains("environment variable `ACME_TOKEN` is not set")
     );
 }
+
+#[test]
+fn dni_settings_are_checked() {
+    let source = demo_with(
+        r#"origins = ["http://127.0.0.1:*", "http://localhost:*"]"#,
+        r#"origins = ["acme.example", "https://*.acme.example"]"#,
+    );
+    let e = errors(&source).to_string();
+    assert!(
+        e.contains(&format!("test.toml:{}:", line_of(&source, "origins = ")))
+            && e.contains("`acme.example` is not an origin"),
+        "{e}"
+    );
+
+    let source = demo_with(
+        r#"{ landing = { gclid = "*" } },"#,
+        r#"{ landing = { gclid = "*" }, referrer_group = "search" }, { referrer_group = "news" },"#,
+    );
+    let e = errors(&source).to_string();
+    assert!(e.contains("a swap rule is exactly one of"), "{e}");
+    assert!(e.contains("referrer_group `news` is not"), "{e}");
+
+    // A session tracker without rules would never show its pool.
+    let source = demo_with("swap = [", "unused = [");
+    assert!(
+        errors(&source)
+            .to_string()
+            .contains("unknown field `unused`")
+    );
+    let source = demo_with(
+        "swap = [\n  { landing = { gclid = \"*\" } },\n  { landing = { utm_source = \"google\", utm_medium = \"cpc\" } },\n]",
+        "",
+    );
+    assert!(
+        errors(&source)
+            .to_string()
+            .contains("session tracker `Google Ads` needs `swap` rules")
+    );
+
+    let config = load(demo::CONFIG_NAME, demo::CONFIG, &no_env).unwrap();
+    let acme = &config.companies[0];
+    assert_eq!(acme.website.lease_idle_s, 1200);
+    assert!(acme.website.origins[0].allows("http://127.0.0.1:5555"));
+    assert_eq!(config.locate("+14045550203"), Some((0, 2, 2)));
+    assert_eq!(config.dni.attribution_grace_s, 120);
+}

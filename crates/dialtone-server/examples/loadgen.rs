@@ -1,5 +1,7 @@
 //! Load generator for the inbound-call webhook: every request is a distinct call (its own CallSid)
 //! signed as the carrier would sign it, so the server does all of its real work each time.
+//! With `--dni COMPANY`, for DNI session creation instead: every request a new visitor from a
+//! Google Ads click, sent as the snippet sends it (text/plain JSON, a browser's user agent).
 //!
 //! Closed loop (`--connections C`): C requests in flight, as fast as the server answers.
 //! Open loop (`--rate R`): R requests per second on a fixed schedule; latency is measured from
@@ -22,7 +24,10 @@ struct Args {
     /// Write `signature<TAB>body` lines for wrk instead of sending.
     write_requests: Option<String>,
     count: usize,
+    dni: Option<String>,
 }
+
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 fn parse_args() -> Args {
     let mut a = Args {
@@ -35,6 +40,7 @@ fn parse_args() -> Args {
         seconds: 10.0,
         write_requests: None,
         count: 50_000,
+        dni: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -49,14 +55,22 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = v.parse().expect("--seconds S"),
             "--write-requests" => a.write_requests = Some(v),
             "--count" => a.count = v.parse().expect("--count N"),
+            "--dni" => a.dni = Some(v),
             other => panic!("unknown flag {other}"),
         }
     }
     a
 }
 
-/// A carrier-like inbound-call body (about 400 bytes) and its signature.
+/// A carrier-like inbound-call body (about 400 bytes) and its signature; or, with `--dni`, a new
+/// visitor's session request (and no signature).
 fn signed_request(a: &Args, i: usize) -> (String, String) {
+    if let Some(company) = &a.dni {
+        let body = format!(
+            r#"{{"company":"{company}","visitor_id":"bench-visitor-{i:012}","landing_url":"https://acme.example/plumbing?utm_source=google&utm_medium=cpc&utm_campaign=winter&utm_term=emergency+plumber&gclid=Cj0KCQiA{i:x}","referrer":"https://www.google.com/"}}"#
+        );
+        return (body, String::new());
+    }
     let sid = format!("CA{:032x}", 0xbe00_0000_0000_0000_u128 + i as u128);
     let params: Vec<(String, String)> = [
         ("AccountSid", a.account_sid.as_str()),
@@ -122,13 +136,24 @@ async fn main() {
         move |req: (String, String)| {
             let (client, url, errors) = (client.clone(), url.clone(), errors.clone());
             async move {
-                let res = client
-                    .post(url.as_str())
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("x-twilio-signature", req.1)
-                    .body(req.0)
-                    .send()
-                    .await;
+                let res = if req.1.is_empty() {
+                    client
+                        .post(url.as_str())
+                        .header("content-type", "text/plain;charset=UTF-8")
+                        .header("user-agent", BROWSER)
+                        .header("origin", "http://127.0.0.1:8000")
+                        .body(req.0)
+                        .send()
+                        .await
+                } else {
+                    client
+                        .post(url.as_str())
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("x-twilio-signature", req.1)
+                        .body(req.0)
+                        .send()
+                        .await
+                };
                 let ok = match res {
                     Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                     _ => false,

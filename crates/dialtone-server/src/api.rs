@@ -25,6 +25,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/backup", get(list_backup).post(add_backup))
         .route("/api/v1/backup/{id}", axum::routing::delete(end_backup))
+        .route("/api/v1/dni/pools", get(dni_pools))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
 }
@@ -382,6 +383,15 @@ async fn alerts(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Result<R
     Ok(Json(json!({ "alerts": alerts })).into_response())
 }
 
+/// `GET /api/v1/dni/pools`: each DNI pool's use, peak and recommended size (the key's account).
+async fn dni_pools(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Response {
+    let config = state.config.load();
+    let pools = state
+        .dni
+        .health(&config, Some(&key.account), state.clock.now());
+    Json(json!({ "pools": pools })).into_response()
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let Some(handle) = &state.metrics else {
         return (
@@ -424,6 +434,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
                     .set(l);
             }
         }
+    }
+    for p in state.dni.health(&config, None, state.clock.now()) {
+        let labels = [
+            ("company", p.company.clone()),
+            ("tracker", p.tracker.clone()),
+        ];
+        metrics::gauge!(telemetry::DNI_POOL_SIZE, &labels).set(p.pool_size as f64);
+        metrics::gauge!(telemetry::DNI_POOL_LIVE, &labels).set(p.live_sessions as f64);
+        metrics::gauge!(telemetry::DNI_POOL_UTILISATION, &labels).set(p.utilisation);
+        metrics::gauge!(telemetry::DNI_POOL_PEAK, &labels).set(p.peak_concurrent_sessions as f64);
+        metrics::gauge!(telemetry::DNI_POOL_RECOMMENDED, &labels)
+            .set(p.recommended_pool_size as f64);
+        metrics::counter!(telemetry::DNI_SHARED_ALLOCATIONS, &labels)
+            .absolute(p.shared_allocations);
+        metrics::counter!(telemetry::DNI_ATTRIBUTED_CALLS, &labels).absolute(p.attributed_calls);
+        metrics::counter!(telemetry::DNI_SHARED_ATTRIBUTIONS, &labels)
+            .absolute(p.shared_attributions);
     }
     (
         [(

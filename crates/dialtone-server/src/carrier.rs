@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use dialtone_core::admission::DialShape;
-use dialtone_core::config::{CarrierAccount, Company, Config, TrackerRef};
+use dialtone_core::config::{CarrierAccount, Company, Config, TrackerKind, TrackerRef};
 use dialtone_core::engine::{self, Call, Input, Outcome};
 use dialtone_core::event::{self, Answer, Event, EventBody, Routing};
 use dialtone_core::flow::Flow;
@@ -152,9 +152,17 @@ fn observe(endpoint: &'static str, result: &'static str, since: Instant) {
     metrics::counter!(WEBHOOK_REQUESTS, "endpoint" => endpoint, "result" => result).increment(1);
 }
 
-/// The inbound call to `t`'s number, logged with `answer`.
-fn received(t: &TrackerRef<'_>, call: &CallParams, answer: Answer) -> event::CallReceived {
-    event::CallReceived::to_tracker(
+/// The inbound call to `t`'s number, logged with `answer`, attributed to the website visitor
+/// holding the number when it is a DNI pool's (also when the call goes to backup routing: the
+/// visit was tracked all along).
+fn received(
+    state: &AppState,
+    config: &Config,
+    t: &TrackerRef<'_>,
+    call: &CallParams,
+    answer: Answer,
+) -> event::CallReceived {
+    let mut received = event::CallReceived::to_tracker(
         t,
         &call.account_sid,
         &call.to,
@@ -162,7 +170,15 @@ fn received(t: &TrackerRef<'_>, call: &CallParams, answer: Answer) -> event::Cal
         call.forwarded_from.clone(),
         call.caller_name.clone(),
         answer,
-    )
+    );
+    if t.tracker.kind == TrackerKind::Session {
+        received.attribution = state
+            .dni
+            .attribute(config, t, &call.to, state.clock.now())
+            .map(Box::new);
+    }
+    received.first_call = Some(state.callers.first_call(&t.company.slug, &call.from));
+    received
 }
 
 fn answer_of(outcome: &Outcome, state: &AppState) -> Answer {
@@ -242,6 +258,7 @@ fn backup(
             .append(Batch {
                 events: vec![event],
                 turns: vec![],
+                ..Default::default()
             })
             .await;
     });
@@ -281,11 +298,14 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
                     reason: Some("number not tracked".into()),
                     ..Default::default()
                 },
+                attribution: None,
+                first_call: None,
             }),
         };
         let batch = Batch {
             events: vec![event],
             turns: vec![],
+            ..Default::default()
         };
         let doc = engine::not_in_service();
         return durable_then(
@@ -315,6 +335,8 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
             call_sid: call.call_sid.clone(),
             at: now,
             body: EventBody::CallReceived(received(
+                &state,
+                &req.config,
                 &t,
                 &call,
                 Answer {
@@ -329,6 +351,7 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         let batch = Batch {
             events: vec![event],
             turns: vec![],
+            ..Default::default()
         };
         let doc = engine::backup(primary);
         return durable_then(
@@ -368,11 +391,18 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
     let event = Event {
         call_sid: call.call_sid.clone(),
         at: now,
-        body: EventBody::CallReceived(received(&t, &call, answer_of(&outcome, &state))),
+        body: EventBody::CallReceived(received(
+            &state,
+            &req.config,
+            &t,
+            &call,
+            answer_of(&outcome, &state),
+        )),
     };
     let batch = Batch {
         events: vec![event],
         turns: outcome.turn.clone().into_iter().collect(),
+        ..Default::default()
     };
     durable_then(
         &state,
@@ -475,6 +505,7 @@ async fn continue_flow(
     let batch = Batch {
         events,
         turns: outcome.turn.clone().into_iter().collect(),
+        ..Default::default()
     };
     durable_then(
         state,
@@ -669,6 +700,7 @@ async fn acknowledge(
     let batch = Batch {
         events: vec![event],
         turns: vec![],
+        ..Default::default()
     };
     match tokio::time::timeout(DURABILITY_BUDGET, state.store.append(batch)).await {
         Ok(Ok(())) => observe(endpoint, "ok", since),

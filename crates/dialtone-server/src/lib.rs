@@ -19,6 +19,8 @@ use dialtone_store::Store;
 pub mod admission;
 mod api;
 mod carrier;
+pub mod dni;
+mod snippet;
 pub mod telemetry;
 
 /// Where time comes from: the system clock when serving, a virtual one in replay.
@@ -121,6 +123,10 @@ pub struct AppState {
     pub admission: admission::Admission,
     /// Live operator backup rules (the store has them; this copy is what calls read).
     pub backup_rules: ArcSwap<Vec<dialtone_core::backup::BackupRule>>,
+    /// DNI pools, sessions and returning visitors.
+    pub dni: dni::Dni,
+    /// Who has called which company: first calls vs repeat callers.
+    pub callers: dni::Callers,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -130,8 +136,6 @@ pub struct ReloadSummary {
 }
 
 impl AppState {
-    /// Reads the configuration again; a configuration with errors is refused and the running one
-    /// stays.
     /// Reads the live backup rules from the store into the copy calls read.
     pub async fn refresh_backup_rules(&self) -> Result<(), dialtone_store::StoreError> {
         let rules = self.store.backup_rules(self.clock.now()).await?;
@@ -139,6 +143,18 @@ impl AppState {
         Ok(())
     }
 
+    /// Loads what the store remembers of DNI sessions and callers (at startup).
+    pub async fn restore_visitors(&self) -> Result<(), dialtone_store::StoreError> {
+        let now = self.clock.now();
+        let since = now - chrono::Duration::days(dni::VISITOR_MEMORY_DAYS);
+        let (sessions, next_id) = self.store.dni_sessions(since).await?;
+        self.dni.restore(sessions, next_id, now);
+        self.callers.load(self.store.callers().await?);
+        Ok(())
+    }
+
+    /// Reads the configuration again; a configuration with errors is refused and the running one
+    /// stays.
     pub fn reload(&self) -> Result<ReloadSummary, ConfigErrors> {
         let config = self.config_source.load()?;
         let summary = ReloadSummary {
@@ -165,5 +181,6 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(carrier::routes())
         .merge(api::routes())
+        .merge(snippet::routes())
         .with_state(state)
 }

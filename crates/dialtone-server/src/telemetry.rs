@@ -24,6 +24,15 @@ pub const DIAL_LIMIT: &str = "dialtone_dial_limit_per_second";
 pub const DIAL_UTILISATION: &str = "dialtone_dial_utilisation_ratio";
 pub const DIAL_PREDICTED_QUEUE: &str = "dialtone_dial_predicted_queue_seconds";
 pub const DIAL_OBSERVED_QUEUE: &str = "dialtone_dial_observed_queue_seconds";
+pub const DNI_SESSIONS: &str = "dialtone_dni_sessions_total";
+pub const DNI_POOL_SIZE: &str = "dialtone_dni_pool_numbers";
+pub const DNI_POOL_LIVE: &str = "dialtone_dni_pool_live_sessions";
+pub const DNI_POOL_UTILISATION: &str = "dialtone_dni_pool_utilisation_ratio";
+pub const DNI_POOL_PEAK: &str = "dialtone_dni_pool_peak_sessions";
+pub const DNI_POOL_RECOMMENDED: &str = "dialtone_dni_pool_recommended_numbers";
+pub const DNI_SHARED_ALLOCATIONS: &str = "dialtone_dni_shared_allocations_total";
+pub const DNI_ATTRIBUTED_CALLS: &str = "dialtone_dni_attributed_calls_total";
+pub const DNI_SHARED_ATTRIBUTIONS: &str = "dialtone_dni_shared_attributions_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -97,6 +106,33 @@ pub fn install() -> Option<PrometheusHandle> {
             metrics::describe_gauge!(
                 DIAL_OBSERVED_QUEUE,
                 "Mean time from asking for a leg to its initiated callback, last minute."
+            );
+            metrics::describe_counter!(
+                DNI_SESSIONS,
+                "DNI session requests by result: created, shared, resumed, kept (no swap), rate_limited, failed."
+            );
+            metrics::describe_gauge!(DNI_POOL_SIZE, "Numbers in a DNI pool.");
+            metrics::describe_gauge!(DNI_POOL_LIVE, "Visitor sessions holding a pool number now.");
+            metrics::describe_gauge!(DNI_POOL_UTILISATION, "Pool numbers in use over pool size.");
+            metrics::describe_gauge!(
+                DNI_POOL_PEAK,
+                "Most sessions live at once over the last 7 days."
+            );
+            metrics::describe_gauge!(
+                DNI_POOL_RECOMMENDED,
+                "Numbers the pool needs to keep its 7-day peak under 75 % use."
+            );
+            metrics::describe_counter!(
+                DNI_SHARED_ALLOCATIONS,
+                "Sessions given a number another session held (pool exhausted)."
+            );
+            metrics::describe_counter!(
+                DNI_ATTRIBUTED_CALLS,
+                "Calls to pool numbers attributed to a visitor session."
+            );
+            metrics::describe_counter!(
+                DNI_SHARED_ATTRIBUTIONS,
+                "Attributed calls whose number several sessions held."
             );
             Some(handle)
         })

@@ -76,6 +76,23 @@ impl Store for BrokenStore {
     async fn end_backup_rule(&self, _: i64, _: DateTime<Utc>) -> Result<bool, StoreError> {
         Err(StoreError::WriterGone)
     }
+    async fn dni_sessions(
+        &self,
+        _: DateTime<Utc>,
+    ) -> Result<(Vec<dialtone_store::StoredSession>, u64), StoreError> {
+        Err(StoreError::WriterGone)
+    }
+    async fn dni_leases(
+        &self,
+        _: &str,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<dialtone_store::StoredSession>, StoreError> {
+        Err(StoreError::WriterGone)
+    }
+    async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Err(StoreError::WriterGone)
+    }
     fn stats(&self) -> WriterStats {
         WriterStats::default()
     }
@@ -83,7 +100,7 @@ impl Store for BrokenStore {
 
 const PUBLIC: &str = "https://dt.example";
 
-fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>) {
+fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>, Arc<AppState>) {
     let store = Arc::new(BrokenStore {
         trouble,
         appends: AtomicUsize::new(0),
@@ -100,10 +117,11 @@ fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>) {
         turns: RoundRobin::default(),
         metrics: None,
         admission: Default::default(),
-
         backup_rules: Default::default(),
+        dni: Default::default(),
+        callers: Default::default(),
     });
-    (dialtone_server::router(state), store)
+    (dialtone_server::router(state.clone()), store, state)
 }
 
 fn inbound_request() -> Request<Body> {
@@ -151,7 +169,7 @@ fn dials_only_the_primary(doc: &dialtone_twiml::Response) -> bool {
 
 #[tokio::test]
 async fn a_failing_call_log_gives_backup_routing() {
-    let (router, store) = app(Trouble::Fails);
+    let (router, store, _) = app(Trouble::Fails);
     let (status, doc) = answer(router).await;
     assert_eq!(status, 200);
     assert!(dials_only_the_primary(&doc), "{doc:?}");
@@ -161,7 +179,7 @@ async fn a_failing_call_log_gives_backup_routing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stalled_call_log_gives_backup_routing_within_the_budget() {
-    let (router, _) = app(Trouble::Hangs);
+    let (router, _, _) = app(Trouble::Hangs);
     let started = tokio::time::Instant::now();
     let (status, doc) = answer(router).await;
     assert_eq!(status, 200);
@@ -171,4 +189,41 @@ async fn a_stalled_call_log_gives_backup_routing_within_the_budget() {
         waited >= std::time::Duration::from_secs(3) && waited < std::time::Duration::from_secs(4),
         "{waited:?}"
     );
+}
+
+/// A visitor's lease that cannot be saved is not shown: the page keeps the website number, and
+/// the number goes back to the pool for the next visitor.
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_leaves_the_website_number_on_the_page() {
+    for trouble in [Trouble::Fails, Trouble::Hangs] {
+        let (router, store, state) = app(trouble);
+        let request = || {
+            Request::post("/dni/v1/sessions")
+                .header("content-type", "text/plain;charset=UTF-8")
+                .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0")
+                .body(Body::from(
+                    r#"{"company":"acme-plumbing","landing_url":"https://acme.example/?gclid=X"}"#,
+                ))
+                .unwrap()
+        };
+        for _ in 0..5 {
+            let res = router.clone().oneshot(request()).await.unwrap();
+            assert_eq!(res.status().as_u16(), 200);
+            let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["swap"], false, "{body}");
+            assert_eq!(body["reason"], "unavailable");
+        }
+        assert_eq!(store.appends.load(Ordering::Relaxed), 5);
+        // Each lease was given back: nobody holds a number.
+        let config = state.config.load();
+        let pools = state.dni.health(&config, None, state.clock.now());
+        assert_eq!(pools[0].live_sessions, 0, "{pools:?}");
+        assert_eq!(
+            pools[0].sessions_created, 0,
+            "abandoned sessions are not counted"
+        );
+    }
 }

@@ -48,6 +48,8 @@ fn call(n: u64) -> Event {
                 reason: None,
                 degraded: None,
             },
+            attribution: None,
+            first_call: None,
         }),
     }
 }
@@ -75,6 +77,7 @@ async fn main() {
                         .append(Batch {
                             events: vec![call(n)],
                             turns: vec![],
+                            ..Default::default()
                         })
                         .await
                         .expect("append");

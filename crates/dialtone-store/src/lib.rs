@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use dialtone_core::backup::BackupRule;
-use dialtone_core::event::Event;
+use dialtone_core::dni::Visit;
+use dialtone_core::event::{CallAttribution, Event};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -29,11 +30,47 @@ pub enum StoreError {
     Invalid(String),
 }
 
-/// What one request appends: events, and round-robin counters that moved.
+/// What one request appends: events, round-robin counters that moved, DNI leases that changed.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     pub events: Vec<Event>,
     pub turns: Vec<(String, u64)>,
+    pub sessions: Vec<SessionWrite>,
+}
+
+/// A DNI visitor session and its lease on a pool number, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    pub id: u64,
+    pub secret: String,
+    pub account: String,
+    pub company: String,
+    pub tracker: String,
+    pub number: String,
+    pub visitor: String,
+    pub visit: Visit,
+    /// Live sessions on the number when it was given, this one included.
+    pub sharing: u32,
+    pub created_at: DateTime<Utc>,
+    pub seen_at: DateTime<Utc>,
+    /// The lease's end: its expiry while renewed, or when it was released.
+    pub expires_at: DateTime<Utc>,
+    pub released: bool,
+}
+
+/// A change to a session's lease.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionWrite {
+    Start(Box<StoredSession>),
+    Renew {
+        id: u64,
+        seen_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    Release {
+        id: u64,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Filters of `GET /api/v1/calls`.
@@ -79,8 +116,11 @@ pub struct CallRecord {
     /// The tracker the call came through: its name is the marketing source.
     pub source: String,
     pub source_type: String,
-    /// Search keywords; filled by DNI attribution.
-    pub keywords: Option<String>,
+    /// Where the caller came from, when a website visit is attributed (DNI).
+    #[serde(flatten)]
+    pub marketing: Marketing,
+    /// Whether this was the caller's first call to the company (null when unknown).
+    pub first_call: Option<bool>,
     pub voicemail: bool,
     pub voicemail_recording: Option<String>,
     pub recording: Option<String>,
@@ -102,6 +142,66 @@ pub struct CallRecord {
     /// Every event of the call, oldest first (single-call view only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<TimelineEntry>>,
+}
+
+/// The marketing fields of a call attributed to a website visit; all null otherwise.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Marketing {
+    /// Search keywords (utm_term or the ad platform's keyword parameter).
+    pub keywords: Option<String>,
+    pub utm_source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub utm_content: Option<String>,
+    pub gclid: Option<String>,
+    pub msclkid: Option<String>,
+    pub fbclid: Option<String>,
+    pub landing_page_url: Option<String>,
+    pub referring_url: Option<String>,
+    pub referrer_domain: Option<String>,
+    pub attribution: Option<AttributionView>,
+}
+
+/// Which session a call was attributed to and how sure that is.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AttributionView {
+    pub session_id: u64,
+    pub visitor_id: String,
+    /// `certain`, or `shared` when the pool was exhausted and several visitors held the number.
+    pub confidence: &'static str,
+    pub shared_with: u32,
+}
+
+impl Marketing {
+    pub fn of(a: Option<CallAttribution>) -> Self {
+        let Some(a) = a else {
+            return Self::default();
+        };
+        let v = a.visit;
+        Self {
+            keywords: v.keyword,
+            utm_source: Some(v.source),
+            medium: Some(v.medium),
+            campaign: v.campaign,
+            utm_content: v.content,
+            gclid: v.gclid,
+            msclkid: v.msclkid,
+            fbclid: v.fbclid,
+            landing_page_url: Some(v.landing_page),
+            referring_url: v.referrer,
+            referrer_domain: v.referrer_domain,
+            attribution: Some(AttributionView {
+                session_id: a.session,
+                visitor_id: a.visitor,
+                confidence: if a.shared_with > 1 {
+                    "shared"
+                } else {
+                    "certain"
+                },
+                shared_with: a.shared_with,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -155,6 +255,21 @@ pub trait Store: Send + Sync + 'static {
     async fn add_backup_rule(&self, rule: &BackupRule) -> Result<i64, StoreError>;
     /// Ends a rule; `false` if there is no such live rule.
     async fn end_backup_rule(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// DNI sessions whose lease ended at or after `since`, oldest first, and the next unused
+    /// session id (sessions are restored into memory at startup).
+    async fn dni_sessions(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<(Vec<StoredSession>, u64), StoreError>;
+    /// Leases on `number` that overlap `from..=to` (for attributing calls after the fact).
+    async fn dni_leases(
+        &self,
+        number: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredSession>, StoreError>;
+    /// Every (company, caller number) that has called, to tell first calls from repeat ones.
+    async fn callers(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Commits whatever a store acknowledged before committing it (replay's inline writer).
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())

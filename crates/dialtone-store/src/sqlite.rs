@@ -17,8 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
-    ApiKey, Batch, CallPage, CallQuery, CallRecord, LegRecord, Store, StoreError, TimelineEntry,
-    WriterStats, hash_key, timestamp,
+    ApiKey, Batch, CallPage, CallQuery, CallRecord, LegRecord, Marketing, SessionWrite, Store,
+    StoreError, StoredSession, TimelineEntry, WriterStats, hash_key, timestamp,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0002_sid_index.sql"),
     include_str!("../migrations/sqlite/0003_dial_shape.sql"),
     include_str!("../migrations/sqlite/0004_backup_rules.sql"),
+    include_str!("../migrations/sqlite/0005_dni.sql"),
 ];
 /// Appends taken into one transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -524,7 +525,93 @@ fn apply(
     for (key, turns) in &batch.turns {
         turn.execute(params![key, *turns as i64])?;
     }
+    for w in &batch.sessions {
+        write_session(conn, w)?;
+    }
     Ok(())
+}
+
+fn write_session(conn: &Connection, w: &SessionWrite) -> Result<(), rusqlite::Error> {
+    match w {
+        SessionWrite::Start(s) => {
+            let visit = serde_json::to_string(&s.visit)
+                .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
+            conn.prepare_cached(
+                "INSERT INTO dni_sessions (id, secret, account, company, tracker, number, visitor, visit,
+                    sharing, created_at, seen_at, expires_at, released)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                s.id as i64,
+                s.secret,
+                s.account,
+                s.company,
+                s.tracker,
+                s.number,
+                s.visitor,
+                visit,
+                s.sharing,
+                timestamp(s.created_at),
+                timestamp(s.seen_at),
+                timestamp(s.expires_at),
+                s.released,
+            ])?;
+        }
+        SessionWrite::Renew {
+            id,
+            seen_at,
+            expires_at,
+        } => {
+            conn.prepare_cached(
+                "UPDATE dni_sessions SET seen_at = ?2, expires_at = max(expires_at, ?3) WHERE id = ?1",
+            )?
+            .execute(params![*id as i64, timestamp(*seen_at), timestamp(*expires_at)])?;
+        }
+        SessionWrite::Release { id, at } => {
+            conn.prepare_cached(
+                "UPDATE dni_sessions SET expires_at = min(expires_at, ?2), released = 1 WHERE id = ?1",
+            )?
+            .execute(params![*id as i64, timestamp(*at)])?;
+        }
+    }
+    Ok(())
+}
+
+const SESSION_COLUMNS: &str =
+    "id, secret, account, company, tracker, number, visitor, visit, sharing,
+    created_at, seen_at, expires_at, released";
+
+fn session_from_row(r: &rusqlite::Row) -> rusqlite::Result<StoredSession> {
+    let time = |i: usize| -> rusqlite::Result<DateTime<Utc>> {
+        let text: String = r.get(i)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+    };
+    let visit: String = r.get(7)?;
+    Ok(StoredSession {
+        id: r.get::<_, i64>(0)? as u64,
+        secret: r.get(1)?,
+        account: r.get(2)?,
+        company: r.get(3)?,
+        tracker: r.get(4)?,
+        number: r.get(5)?,
+        visitor: r.get(6)?,
+        visit: serde_json::from_str(&visit).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        sharing: r.get(8)?,
+        created_at: time(9)?,
+        seen_at: time(10)?,
+        expires_at: time(11)?,
+        released: r.get(12)?,
+    })
 }
 
 fn kind_of(body: &EventBody) -> &'static str {
@@ -548,8 +635,8 @@ fn insert_call(
     conn.prepare_cached(
         "INSERT INTO calls (sid, account, company, tracker, tracker_kind, carrier_account_sid, tracking_number,
             caller, caller_name, forwarded_from, flow, path, routing, routing_reason, started_at, first_answer_at,
-            outcome, notice_played, dial_shape)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'in_progress', ?17, ?18)",
+            outcome, notice_played, dial_shape, attribution, first_call)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'in_progress', ?17, ?18, ?19, ?20)",
     )?
     .execute(params![
         sid,
@@ -570,6 +657,10 @@ fn insert_call(
         a.answered_at.map(timestamp),
         a.notice_played,
         a.degraded,
+        c.attribution
+            .as_ref()
+            .and_then(|at| serde_json::to_string(at).ok()),
+        c.first_call,
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -714,11 +805,14 @@ fn refresh_outcome(conn: &Connection, call: i64) -> Result<Option<Outcome>, rusq
 
 const CALL_COLUMNS: &str = "sid, answered, duration_s, started_at, ended_at, tracking_number, answered_by, caller,
     caller_name, forwarded_from, company, tracker, tracker_kind, voicemail, voicemail_url, recording_url,
-    recording_duration_s, notice_played, outcome, status, routing, routing_reason, flow, path, id, dial_shape";
+    recording_duration_s, notice_played, outcome, status, routing, routing_reason, flow, path, id, dial_shape,
+    attribution, first_call";
 
 /// A call and its row id, by which its legs and events find it.
 fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, CallRecord)> {
     let path: String = r.get(23)?;
+    let attribution: Option<String> = r.get(26)?;
+    let attribution = attribution.and_then(|a| serde_json::from_str(&a).ok());
     Ok((
         r.get(24)?,
         CallRecord {
@@ -736,7 +830,8 @@ fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, CallRecord)> {
             company_id: r.get(10)?,
             source: r.get(11)?,
             source_type: r.get(12)?,
-            keywords: None,
+            marketing: Marketing::of(attribution),
+            first_call: r.get(27)?,
             voicemail: r.get(13)?,
             voicemail_recording: r.get(14)?,
             recording: r.get(15)?,
@@ -1045,6 +1140,59 @@ impl Store for SqliteStore {
                 params![id, timestamp(at)],
             )?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn dni_sessions(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<(Vec<StoredSession>, u64), StoreError> {
+        self.flush().await?;
+        self.read(move |conn| {
+            let sessions = conn
+                .prepare(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM dni_sessions WHERE expires_at >= ?1 ORDER BY id"
+                ))?
+                .query_map([timestamp(since)], session_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let last: Option<i64> =
+                conn.query_row("SELECT max(id) FROM dni_sessions", [], |r| r.get(0))?;
+            Ok((sessions, last.unwrap_or(0) as u64 + 1))
+        })
+        .await
+    }
+
+    async fn dni_leases(
+        &self,
+        number: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredSession>, StoreError> {
+        self.flush().await?;
+        let number = number.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM dni_sessions
+                     WHERE number = ?1 AND created_at <= ?3 AND expires_at >= ?2 ORDER BY id"
+                ))?
+                .query_map(
+                    params![number, timestamp(from), timestamp(to)],
+                    session_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.flush().await?;
+        self.read(|conn| {
+            Ok(conn
+                .prepare("SELECT DISTINCT company, caller FROM calls WHERE company != ''")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

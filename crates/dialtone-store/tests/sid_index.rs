@@ -38,6 +38,8 @@ fn received(n: u32) -> Event {
                 routing: Some(Routing::Normal),
                 ..Answer::default()
             },
+            attribution: None,
+            first_call: None,
         }),
     }
 }
@@ -72,6 +74,7 @@ async fn append(store: &Arc<dyn Store>, events: Vec<Event>) {
         .append(Batch {
             events,
             turns: vec![],
+            ..Default::default()
         })
         .await
         .expect("append");

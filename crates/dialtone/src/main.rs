@@ -292,13 +292,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         turns: RoundRobin::new(turns),
         metrics: dialtone_server::telemetry::install(),
         admission: Default::default(),
-
         backup_rules: Default::default(),
+
+        dni: Default::default(),
+
+        callers: Default::default(),
     });
     state
         .refresh_backup_rules()
         .await
         .context("reading the backup routing rules")?;
+    state
+        .restore_visitors()
+        .await
+        .context("reading DNI sessions and callers")?;
     for rule in state.backup_rules.load().iter() {
         tracing::warn!(id = rule.id, scope = ?rule.scope, percent = rule.percent, until = %rule.expires_at, reason = %rule.reason, "backup routing rule in force");
     }
@@ -318,7 +325,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    axum::serve(listener, dialtone_server::router(state))
+    // The peer address is what DNI session creation is rate-limited by.
+    let app = dialtone_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;
     Ok(())

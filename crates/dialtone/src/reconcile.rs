@@ -191,6 +191,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
                 .append(Batch {
                     events,
                     turns: vec![],
+                    ..Default::default()
                 })
                 .await
                 .with_context(|| format!("logging {}", call.sid))?;

@@ -391,6 +391,10 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         admission: Default::default(),
 
         backup_rules: Default::default(),
+
+        dni: Default::default(),
+
+        callers: Default::default(),
     });
     let config_now = state.config.load_full();
     let backup_docs = config_now
@@ -508,6 +512,7 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
                     .append(dialtone_store::Batch {
                         events,
                         turns: vec![],
+                        ..Default::default()
                     })
                     .await?;
                 recovered += 1;
