@@ -312,6 +312,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %local, public_url = %public_url, database = %args.database.database, "dialtone is serving");
     // Tests and scripts read this line to learn the port when listening on :0.
     println!("listening on http://{local}");
+    if args.demo {
+        eprintln!("DNI demo landing page: {public_url}/dni/demo");
+    }
 
     let reload_state = state.clone();
     tokio::spawn(async move {

@@ -1,8 +1,9 @@
 //! `dialtone reconcile --cdr FILE`: imports the carrier's call records (JSON lines in the Calls
 //! resource's shape, as `dialtone carrier` and `replay --cdr-out` write them) for calls dialtone
 //! never saw — while it was unreachable and the carrier served backup routing. Idempotent by
-//! call sid; each recovered call is attributed through its tracking number and marked as
-//! recovered (routing `backup`, with the reason).
+//! call sid; each recovered call is attributed through its tracking number — and, for a DNI pool
+//! number, to the website visitor whose stored lease held the number when the call came — and
+//! marked as recovered (routing `backup`, with the reason).
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -12,9 +13,12 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use dialtone_carrier::cdr::CallRecord;
-use dialtone_core::config::Config;
-use dialtone_core::event::{self, Answer, CallStatusUpdate, Event, EventBody, LegUpdate, Routing};
-use dialtone_store::Batch;
+use dialtone_core::config::{Config, TrackerKind};
+use dialtone_core::dni::{self, LeaseSpan};
+use dialtone_core::event::{
+    self, Answer, CallAttribution, CallStatusUpdate, Event, EventBody, LegUpdate, Routing,
+};
+use dialtone_store::{Batch, Store, StoredSession};
 
 pub const RECOVERED: &str =
     "recovered from the carrier's call records: dialtone did not see this call";
@@ -45,6 +49,8 @@ pub struct Summary {
     pub already_logged: usize,
     pub added: usize,
     pub legs_added: usize,
+    /// Recovered calls to DNI pool numbers attributed to a website visitor.
+    pub attributed: usize,
     pub not_tracked: usize,
     /// (line, problem) of lines that are not call records.
     pub invalid: Vec<(usize, String)>,
@@ -60,7 +66,7 @@ fn time(s: &Option<String>) -> Option<DateTime<Utc>> {
 /// when the number is not a tracking number of `config`.
 pub fn events_for(config: &Config, call: &CallRecord, legs: &[&CallRecord]) -> Option<Vec<Event>> {
     let t = config.tracker_for(&call.to)?;
-    let start = time(&call.start_time).or_else(|| time(&Some(call.date_created.clone())))?;
+    let start = started_at(call)?;
     let end = time(&call.end_time).unwrap_or(start);
     let at = |t: Option<DateTime<Utc>>| t.unwrap_or(start);
     let sid = call.sid.clone();
@@ -121,6 +127,57 @@ pub fn events_for(config: &Config, call: &CallRecord, legs: &[&CallRecord]) -> O
     Some(events)
 }
 
+/// When the carrier says a call started.
+pub fn started_at(call: &CallRecord) -> Option<DateTime<Utc>> {
+    time(&call.start_time).or_else(|| time(&Some(call.date_created.clone())))
+}
+
+/// The visitor whose lease held pool number `number` at `at`, from the stored leases (the same
+/// rule the server applies live).
+pub fn attribute_stored(
+    leases: &[StoredSession],
+    at: DateTime<Utc>,
+    grace: chrono::Duration,
+) -> Option<CallAttribution> {
+    let spans = leases.iter().map(|s| LeaseSpan {
+        session: s.id,
+        start: s.created_at,
+        end: s.expires_at,
+        seen: s.seen_at,
+    });
+    let got = dni::attribute(spans, at, grace)?;
+    let session = leases.iter().find(|s| s.id == got.session)?;
+    Some(CallAttribution {
+        session: session.id,
+        visitor: session.visitor.clone(),
+        visit: session.visit.clone(),
+        shared_with: got.shared_with,
+    })
+}
+
+/// Attributes a recovered call to a DNI pool number to its visitor, from the store.
+async fn attribute_recovered(
+    store: &dyn Store,
+    config: &Config,
+    call: &CallRecord,
+    events: &mut [Event],
+) -> anyhow::Result<bool> {
+    let Some(t) = config.tracker_for(&call.to) else {
+        return Ok(false);
+    };
+    let Some(at) = started_at(call).filter(|_| t.tracker.kind == TrackerKind::Session) else {
+        return Ok(false);
+    };
+    let grace = chrono::Duration::seconds(i64::from(config.dni.attribution_grace_s));
+    let leases = store.dni_leases(&call.to, at - grace, at).await?;
+    let attribution = attribute_stored(&leases, at, grace);
+    let found = attribution.is_some();
+    if let Some(EventBody::CallReceived(c)) = events.first_mut().map(|e| &mut e.body) {
+        c.attribution = attribution.map(Box::new);
+    }
+    Ok(found)
+}
+
 pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     let source = crate::config_source(args.config.clone(), args.demo)?;
     let config = source
@@ -172,7 +229,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
             .get(&call.sid)
             .map(|l| l.iter().collect())
             .unwrap_or_default();
-        let Some(events) = events_for(&config, call, &call_legs) else {
+        let Some(mut events) = events_for(&config, call, &call_legs) else {
             summary.not_tracked += 1;
             continue;
         };
@@ -186,6 +243,9 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
         }
         summary.added += 1;
         summary.legs_added += call_legs.len();
+        if attribute_recovered(store.as_ref(), &config, call, &mut events).await? {
+            summary.attributed += 1;
+        }
         if !args.dry_run {
             store
                 .append(Batch {
@@ -201,7 +261,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     println!(
-        "{}: {} records, {} inbound calls: {} already in the call log, {} {} ({} legs), {} to numbers that are not tracking numbers",
+        "{}: {} records, {} inbound calls: {} already in the call log, {} {} ({} legs, {} attributed to website visitors), {} to numbers that are not tracking numbers",
         args.cdr.display(),
         summary.records,
         summary.calls,
@@ -213,6 +273,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
             "recovered"
         },
         summary.legs_added,
+        summary.attributed,
         summary.not_tracked,
     );
     if !summary.invalid.is_empty() {

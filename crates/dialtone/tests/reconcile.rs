@@ -131,3 +131,78 @@ fn lines_that_are_not_call_records_are_named_and_the_rest_are_reconciled() {
         "{out}"
     );
 }
+
+/// A call the server never saw, to a DNI pool number, is still the website visitor's: the lease
+/// that held the number then is in the store.
+#[tokio::test]
+async fn recovered_calls_to_pool_numbers_find_their_website_visitor() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(dir.path(), MONDAY_MORNING);
+    let session: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/dni/v1/sessions", server.url))
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0")
+        .body(
+            serde_json::json!({
+                "company": "acme-plumbing",
+                "landing_url": "https://acme.example/?utm_source=google&utm_medium=cpc&utm_term=burst+pipe&gclid=Z",
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let number = session["number"]
+        .as_str()
+        .expect("a pool number")
+        .to_owned();
+    drop(server);
+
+    // 10:01 New York (within the 20-minute lease), and 12:00 (long after it ran out).
+    let record = |sid: &str, at: &str| {
+        serde_json::json!({
+            "sid": sid, "parent_call_sid": null, "account_sid": dialtone_core::demo::ACCOUNT_SID,
+            "from": CALLER, "to": number, "status": "completed", "direction": "inbound",
+            "start_time": at, "end_time": at, "duration": "30", "queue_time": "0",
+            "answered_by": null, "forwarded_from": null, "caller_name": null,
+            "date_created": at, "date_updated": at, "api_version": "2010-04-01", "uri": "",
+        })
+        .to_string()
+    };
+    let cdr = dir.path().join("cdr.jsonl");
+    std::fs::write(
+        &cdr,
+        format!(
+            "{}\n{}\n",
+            record(&sid("CA", 0x5e55_0001), "Mon, 23 Nov 2026 15:01:00 +0000"),
+            record(&sid("CA", 0x5e55_0002), "Mon, 23 Nov 2026 17:00:00 +0000"),
+        ),
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.path().join("dialtone.db").display());
+    let (code, out, err) = run(&[
+        "reconcile",
+        "--cdr",
+        cdr.to_str().unwrap(),
+        "--demo",
+        "--database",
+        &database,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("2 recovered (0 legs, 1 attributed to website visitors)"),
+        "{out}"
+    );
+
+    let server = Server::demo(dir.path(), MONDAY_MORNING);
+    let during = server.call(&sid("CA", 0x5e55_0001)).await;
+    assert_eq!(during["source"], "Google Ads");
+    assert_eq!(during["keywords"], "burst pipe");
+    assert_eq!(during["gclid"], "Z");
+    assert_eq!(during["routing"], "backup");
+    let after = server.call(&sid("CA", 0x5e55_0002)).await;
+    assert_eq!(after["keywords"], serde_json::Value::Null);
+    assert_eq!(after["attribution"], serde_json::Value::Null);
+}
