@@ -453,6 +453,8 @@ pub struct Pool {
     grace: Duration,
     /// Where each live session is: session → number.
     holder_of: HashMap<u64, usize>,
+    /// The last `expire`: leases that ended before it are already out of `holder_of`.
+    expired_at: Option<DateTime<Utc>>,
 }
 
 impl Pool {
@@ -461,6 +463,7 @@ impl Pool {
             numbers: vec![NumberState::default(); size],
             grace,
             holder_of: HashMap::new(),
+            expired_at: None,
         }
     }
 
@@ -494,13 +497,16 @@ impl Pool {
         // Leases that ended before this are past their grace (computed once: date arithmetic
         // per lease showed in profiles).
         let forgotten = now - self.grace;
+        let previously = self.expired_at.replace(now);
         for n in &mut self.numbers {
             let mut ended = None;
             let mut in_grace = 0;
             n.leases.retain(|l| {
                 if l.end <= now {
                     ended = ended.max(Some(l.end));
-                    self.holder_of.remove(&l.session);
+                    if previously.is_none_or(|p| l.end > p) {
+                        self.holder_of.remove(&l.session);
+                    }
                     in_grace += usize::from(l.end >= forgotten);
                 }
                 l.end >= forgotten

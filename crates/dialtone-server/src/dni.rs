@@ -110,6 +110,7 @@ struct State {
     next_id: u64,
     limits: Option<((u32, u32, u32), KeyedLimit, KeyedLimit)>,
     last_prune: Option<DateTime<Utc>>,
+    rng: Option<rand_chacha::ChaCha20Rng>,
 }
 
 #[derive(Default)]
@@ -142,13 +143,30 @@ pub struct PoolHealth {
 
 pub const HEALTH_WINDOW_DAYS: i64 = 7;
 
-fn secret() -> String {
-    let mut bytes = [0u8; 16];
-    // Without the OS generator, a session id's secret would be guessable: refuse to make one.
-    if getrandom::fill(&mut bytes).is_err() {
-        return String::new();
+impl State {
+    /// `bytes` random bytes as hex, from a ChaCha20 generator seeded once by the OS (a system
+    /// call per session showed in profiles). Empty if the OS has no randomness to give: a
+    /// guessable session secret would let anyone end a visitor's session.
+    fn random_hex(&mut self, bytes: usize) -> String {
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+        if self.rng.is_none() {
+            let mut seed = [0u8; 32];
+            if getrandom::fill(&mut seed).is_err() {
+                return String::new();
+            }
+            self.rng = Some(rand_chacha::ChaCha20Rng::from_seed(seed));
+        }
+        let Some(rng) = self.rng.as_mut() else {
+            return String::new();
+        };
+        let mut out = String::with_capacity(bytes * 2);
+        for _ in 0..bytes {
+            let b = (rng.next_u32() & 0xff) as u8;
+            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        out
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Equal in time independent of where they differ.
@@ -271,18 +289,14 @@ impl Dni {
         let tracker = &company.trackers[tracker_index];
 
         s.check_limits(config, v.client.as_deref(), known.as_deref(), now)?;
-        let secret = secret();
+        let secret = s.random_hex(16);
         if secret.is_empty() {
             return Ok(Started::Keep {
                 visitor: known,
                 reason: "no randomness available",
             });
         }
-        let visitor = known.unwrap_or_else(|| {
-            let mut id = self::secret();
-            id.truncate(22);
-            id
-        });
+        let visitor = known.unwrap_or_else(|| s.random_hex(11));
         let prefer = previous
             .as_ref()
             .filter(|(_, p)| p.tracker == tracker.name)
