@@ -52,6 +52,9 @@ pub struct Admission {
     pub tiers: Vec<String>,
     /// Where alerts are posted as JSON with a Slack-compatible `text` field.
     pub alert_webhook: Option<String>,
+    /// What watches the dial signals: drift detectors (the default), or the 2018 platform's
+    /// sudden-shift threshold alone (for replays of the seed's outage).
+    pub monitoring: crate::monitor::Monitoring,
 }
 
 impl Default for Admission {
@@ -61,6 +64,7 @@ impl Default for Admission {
             budget_s: 1.0,
             tiers: vec!["standard".into()],
             alert_webhook: None,
+            monitoring: crate::monitor::Monitoring::Drift,
         }
     }
 }
@@ -319,6 +323,7 @@ struct RawAdmission {
     budget_s: Option<f64>,
     tiers: Option<Vec<String>>,
     alert_webhook: Option<Spanned<String>>,
+    monitoring: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -561,6 +566,16 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
                     Some(url.span()),
                     "[admission] alert_webhook must be an http:// or https:// URL",
                 );
+            }
+        }
+        if let Some(m) = a.monitoring {
+            match m.get_ref().as_str() {
+                "drift" => admission.monitoring = crate::monitor::Monitoring::Drift,
+                "sudden_shift" => admission.monitoring = crate::monitor::Monitoring::SuddenShift,
+                other => r.at(
+                    Some(m.span()),
+                    format!("[admission] monitoring `{other}` is not `drift` or `sudden_shift`"),
+                ),
             }
         }
         if let Some(tiers) = a.tiers {

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod event;
 pub mod flow;
 pub mod links;
+pub mod monitor;
 pub mod phone;
 pub mod schedule;
 

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use dialtone_core::admission::{Degrade, DialMirror, DialShape, LimitEstimator, SetupLimit, shape};
 use dialtone_core::config::CarrierAccount;
-use dialtone_core::detect::{Baseline, BurnRateAlert, Cusum, PAGE_RULES, time_to_limit};
 use dialtone_core::engine;
+use dialtone_core::monitor::{DialedCall, Monitor, Monitoring, Raised};
 
-use crate::telemetry::ALERTS;
+use crate::telemetry::{ALERTS, DIAL_LEGS, DIAL_SETUP_WAIT, DIALED_CALLS, POST_DIAL_DELAY};
 
 /// Seconds a dial's request time is remembered for its legs' callbacks.
 const ASKED_TTL_S: f64 = 300.0;
@@ -32,7 +32,8 @@ pub fn seconds(t: DateTime<Utc>) -> f64 {
 /// Something an operator should know, raised by the monitors below.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Alert {
-    /// limit_forecast, dial_delay_drift, slo_burn, degrading, effective_limit.
+    /// limit_forecast, degrading, setup_slo_burn, connect_slo_burn, dial_delay_drift,
+    /// post_dial_delay_drift, connect_rate_drift, abandonment_drift, effective_limit.
     pub kind: &'static str,
     pub carrier_account_sid: String,
     pub at: DateTime<Utc>,
@@ -41,186 +42,15 @@ pub struct Alert {
     pub value: f64,
 }
 
-/// Seconds before an alert of the same kind for the same account is raised again.
-const REALERT_S: f64 = 900.0;
-/// Seconds of observed leg waits averaged into one detector sample.
-const SAMPLE_S: f64 = 10.0;
-/// Samples learnt as the baseline before the drift detector watches.
-const WARMUP_SAMPLES: usize = 30;
-/// A drift in observed leg waits smaller than this is not alerted: the default added-delay
-/// budget, below which callers hear at most part of an extra ring.
-const DRIFT_WORTH_S: f64 = 1.0;
-/// Share of a minute's calls shaped before "degrading" is raised: a few calls are shaped at any
-/// load by bursts of simulcalls, and that is dial admission working, not news.
-const DEGRADING_SHARE: f64 = 0.1;
-/// The setup SLO: this share of legs ring within `SETUP_SLO_S` of being asked for.
-const SETUP_SLO: f64 = 0.99;
-const SETUP_SLO_S: f64 = 2.0;
-
-/// The drift monitors of one carrier account.
-struct Monitor {
-    /// Observed waits of the current sample: (sample start, sum, count).
-    sample: (f64, f64, u32),
-    warmup: Vec<f64>,
-    baseline: Option<Baseline>,
-    cusum: Cusum,
-    /// The current minute: (start, legs asked for, calls dialed, calls shaped).
-    minute: (f64, u64, u32, u32),
-    /// Legs per second asked for in each of the last minutes.
-    rates: VecDeque<(f64, f64)>,
-    /// Multi-window burn rate of the setup SLO.
-    burn: BurnRateAlert,
-    last_raised: HashMap<&'static str, f64>,
-}
-
-impl Default for Monitor {
-    fn default() -> Self {
-        Self {
-            sample: (f64::NEG_INFINITY, 0.0, 0),
-            warmup: Vec::new(),
-            baseline: None,
-            cusum: Cusum::new(0.5, 5.0),
-            minute: (f64::NEG_INFINITY, 0, 0, 0),
-            rates: VecDeque::new(),
-            burn: BurnRateAlert::new(SETUP_SLO, &PAGE_RULES, 50),
-            last_raised: HashMap::new(),
-        }
-    }
-}
-
-impl Monitor {
-    fn due(&mut self, kind: &'static str, now: f64) -> bool {
-        match self.last_raised.get(kind) {
-            Some(t) if now - t < REALERT_S => false,
-            _ => {
-                self.last_raised.insert(kind, now);
-                true
-            }
-        }
-    }
-
-    /// Legs asked for at `now`; at the turn of a minute, the forecast and degradation checks.
-    fn dialed(
-        &mut self,
-        now: f64,
-        legs: u64,
-        shaped: bool,
-        limit: Option<SetupLimit>,
-    ) -> Vec<(&'static str, String, f64)> {
-        let mut raised = Vec::new();
-        if now - self.minute.0 >= 60.0 {
-            let (start, legs, calls, degraded) = self.minute;
-            if start.is_finite() {
-                let rate = legs as f64 / (now - start);
-                self.rates.push_back((now, rate));
-                while self.rates.len() > 15 {
-                    self.rates.pop_front();
-                }
-                if let Some(limit) = limit {
-                    let eta = if self.rates.len() >= 10 {
-                        let samples: Vec<(f64, f64)> = self.rates.iter().copied().collect();
-                        time_to_limit(&samples, limit.rate())
-                    } else {
-                        None
-                    };
-                    if let Some(eta) = eta.filter(|s| *s < 1800.0)
-                        && self.due("limit_forecast", now)
-                    {
-                        let message = if rate >= limit.rate() {
-                            format!(
-                                "legs asked of the carrier: {rate:.1}/s, over its limit of {:.1}/s",
-                                limit.rate()
-                            )
-                        } else {
-                            format!(
-                                "legs asked of the carrier: {rate:.1}/s and rising; at this trend they reach the limit of {:.1}/s in {:.0} min",
-                                limit.rate(),
-                                eta / 60.0
-                            )
-                        };
-                        raised.push(("limit_forecast", message, eta / 60.0));
-                    }
-                }
-                let ratio = f64::from(degraded) / f64::from(calls.max(1));
-                if degraded >= 3 && ratio > DEGRADING_SHARE && self.due("degrading", now) {
-                    raised.push((
-                        "degrading",
-                        format!(
-                            "dial admission shaped {:.0} % of last minute's calls: the carrier's limit is reached",
-                            ratio * 100.0
-                        ),
-                        ratio,
-                    ));
-                }
-            }
-            self.minute = (now, 0, 0, 0);
-        }
-        self.minute.1 += legs;
-        self.minute.2 += 1;
-        self.minute.3 += u32::from(shaped);
-        raised
-    }
-
-    /// A leg waited `wait` s between being asked for and its initiated callback, at `now`.
-    fn leg_waited(&mut self, now: f64, wait: f64) -> Vec<(&'static str, String, f64)> {
-        let mut raised = Vec::new();
-        self.burn.record(now, wait <= SETUP_SLO_S);
-        if let Some(rule) = self.burn.firing(now)
-            && self.due("slo_burn", now)
-        {
-            raised.push((
-                "slo_burn",
-                format!(
-                    "legs ringing within {SETUP_SLO_S:.0} s: burning the {:.0} % objective's error budget over {:.0} x too fast (last {:.0} min and {:.0} min)",
-                    SETUP_SLO * 100.0,
-                    rule.burn_rate,
-                    rule.long_s / 60.0,
-                    rule.short_s / 60.0
-                ),
-                rule.burn_rate,
-            ));
-        }
-        if now - self.sample.0 >= SAMPLE_S {
-            let (start, sum, n) = self.sample;
-            if start.is_finite() && n > 0 {
-                let mean = sum / f64::from(n);
-                match self.baseline {
-                    None => {
-                        self.warmup.push(mean);
-                        if self.warmup.len() >= WARMUP_SAMPLES {
-                            self.baseline = Baseline::of(&self.warmup).map(|b| Baseline {
-                                // Waits near zero vary by milliseconds: a quarter second is the
-                                // smallest spread worth standardising by.
-                                sd: b.sd.max(0.25),
-                                ..b
-                            });
-                        }
-                    }
-                    Some(b) => {
-                        // Drifts smaller than the budget are not worth a person's attention.
-                        let worth_telling = mean - b.mean > DRIFT_WORTH_S;
-                        if self.cusum.push(b.z(mean))
-                            && worth_telling
-                            && self.due("dial_delay_drift", now)
-                        {
-                            raised.push((
-                                "dial_delay_drift",
-                                format!(
-                                    "legs wait {mean:.1} s for the carrier to set them up, up from {:.1} s: its dial queue is growing",
-                                    b.mean
-                                ),
-                                mean,
-                            ));
-                        }
-                    }
-                }
-            }
-            self.sample = (now, 0.0, 0);
-        }
-        self.sample.1 += wait;
-        self.sample.2 += 1;
-        raised
-    }
+/// Where a call's dial stands, from what the carrier has told so far.
+struct Dialing {
+    /// When the carrier reaches the `<Dial>` (seconds).
+    dial_at: f64,
+    company: String,
+    rang: bool,
+    answered: bool,
+    /// The dial's action callback came: it ended on its own (answered, timed out, busy).
+    ended: bool,
 }
 
 struct Account {
@@ -228,8 +58,8 @@ struct Account {
     configured: Option<SetupLimit>,
     mirror: Option<DialMirror>,
     estimator: LimitEstimator,
-    /// Parent call sid → when its current dial was asked for.
-    asked: HashMap<String, f64>,
+    /// Parent call sid → its current dial.
+    asked: HashMap<String, Dialing>,
     /// The same entries oldest first, to forget them in constant time per call.
     asked_order: VecDeque<(f64, String)>,
     /// The effective limit as last estimated (setups per second).
@@ -237,9 +67,9 @@ struct Account {
 }
 
 impl Account {
-    fn new(configured: Option<SetupLimit>) -> Self {
+    fn new(configured: Option<SetupLimit>, monitoring: Monitoring) -> Self {
         Self {
-            monitor: Monitor::default(),
+            monitor: Monitor::new(monitoring),
             configured,
             mirror: configured.map(DialMirror::new),
             estimator: LimitEstimator::new(60.0, QUEUED_S),
@@ -271,6 +101,12 @@ pub struct AccountStatus {
     pub utilisation: Option<f64>,
     pub predicted_queue_s: f64,
     pub observed_queue_s: Option<f64>,
+    /// Mean seconds from a dial to its first ringing leg, last 10 s window.
+    pub post_dial_delay_s: Option<f64>,
+    /// Share of dialed calls that reached a ringing phone, last minute.
+    pub connect_ratio: Option<f64>,
+    /// Share of dialed calls abandoned before an answer, last minute.
+    pub abandoned_ratio: Option<f64>,
 }
 
 #[derive(Default)]
@@ -280,6 +116,7 @@ pub struct Admission {
     alerts: Mutex<VecDeque<Alert>>,
     /// Where alerts are posted as JSON (Slack-compatible `text`), if anywhere.
     webhook: Mutex<Option<String>>,
+    monitoring: Mutex<Monitoring>,
 }
 
 /// Alerts kept for the API.
@@ -292,15 +129,19 @@ impl Admission {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Looked up by reference: the key is copied only for a new account, not on every call.
+        let monitoring = *self.monitoring.lock().unwrap_or_else(|p| p.into_inner());
         if !accounts.contains_key(&carrier.account_sid) {
             accounts.insert(
                 carrier.account_sid.clone(),
-                Account::new(carrier.dial_limit),
+                Account::new(carrier.dial_limit, monitoring),
             );
         }
         let Some(account) = accounts.get_mut(&carrier.account_sid) else {
             unreachable!("inserted above")
         };
+        if account.monitor.mode() != monitoring {
+            account.monitor = Monitor::new(monitoring);
+        }
         // The configuration may have been reloaded with another limit.
         account.configured = carrier.dial_limit;
         match (account.effective(), &mut account.mirror) {
@@ -336,9 +177,11 @@ impl Admission {
     /// call's speech. (Counting them at their dial instant instead let calls decided later but
     /// dialing sooner push earlier decisions past their budget: replayed May 14, p95 added delay
     /// 1.6 s against 0.8 s.) Observed waits start when the Dial runs.
+    #[allow(clippy::too_many_arguments)]
     pub fn dialed(
         &self,
         carrier: &CarrierAccount,
+        company: &str,
         call_sid: &str,
         now: DateTime<Utc>,
         speech_s: f64,
@@ -351,6 +194,8 @@ impl Admission {
         if legs == 0 {
             return;
         }
+        metrics::counter!(DIAL_LEGS, "carrier_account" => carrier.name.clone(), "company" => company.to_owned())
+            .increment(legs as u64);
         let at = now;
         let now = seconds(now);
         let raised = self.with_account(carrier, |a| {
@@ -366,13 +211,25 @@ impl Admission {
                 .is_some_and(|(t, _)| now - *t > ASKED_TTL_S || a.asked_order.len() > ASKED_MAX)
             {
                 if let Some((t, sid)) = a.asked_order.pop_front()
-                    && a.asked.get(&sid) == Some(&t)
+                    && a.asked.get(&sid).is_some_and(|d| d.dial_at == t)
                 {
                     a.asked.remove(&sid);
                 }
             }
             let dial_at = now + speech_s;
-            a.asked.insert(call_sid.to_owned(), dial_at);
+            // A second dial of the same call (sequential, after a menu) starts afresh, but the
+            // call keeps having rung.
+            let rang = a.asked.get(call_sid).is_some_and(|d| d.rang);
+            a.asked.insert(
+                call_sid.to_owned(),
+                Dialing {
+                    dial_at,
+                    company: company.to_owned(),
+                    rang,
+                    answered: false,
+                    ended: false,
+                },
+            );
             a.asked_order.push_back((dial_at, call_sid.to_owned()));
             let limit = a.effective();
             a.monitor.dialed(now, legs as u64, degraded, limit)
@@ -380,13 +237,13 @@ impl Admission {
         self.raise(carrier, at, raised);
     }
 
-    fn raise(
-        &self,
-        carrier: &CarrierAccount,
-        at: DateTime<Utc>,
-        raised: Vec<(&'static str, String, f64)>,
-    ) {
-        for (kind, message, value) in raised {
+    fn raise(&self, carrier: &CarrierAccount, at: DateTime<Utc>, raised: Vec<Raised>) {
+        for Raised {
+            kind,
+            message,
+            value,
+        } in raised
+        {
             tracing::warn!(kind, carrier_account = %carrier.name, "alert: {message}");
             metrics::counter!(ALERTS, "kind" => kind).increment(1);
             let alert = Alert {
@@ -435,9 +292,11 @@ impl Admission {
         });
     }
 
-    /// Where alerts are posted (from the configuration; `None` stops posting).
-    pub fn set_webhook(&self, url: Option<String>) {
-        *self.webhook.lock().unwrap_or_else(|p| p.into_inner()) = url;
+    /// Follows the configuration's `[admission]`: where alerts are posted (`None` stops
+    /// posting) and what watches the signals.
+    pub fn configure(&self, settings: &dialtone_core::config::Admission) {
+        *self.webhook.lock().unwrap_or_else(|p| p.into_inner()) = settings.alert_webhook.clone();
+        *self.monitoring.lock().unwrap_or_else(|p| p.into_inner()) = settings.monitoring;
     }
 
     /// Alerts raised so far, oldest first.
@@ -455,30 +314,107 @@ impl Admission {
         let at = now;
         let now = seconds(now);
         let raised = self.with_account(carrier, |a| {
-            let Some(&asked) = a.asked.get(parent_sid) else {
+            let Some(dialing) = a.asked.get(parent_sid) else {
                 return Vec::new();
             };
+            let asked = dialing.dial_at;
+            metrics::histogram!(DIAL_SETUP_WAIT, "carrier_account" => carrier.name.clone(), "company" => dialing.company.clone())
+                .record((now - asked).max(0.0));
             a.estimator.leg_started(asked, now);
-            let mut raised = a.monitor.leg_waited(now, now - asked);
+            let mut raised = a.monitor.leg_set_up(now, now - asked);
             if let Some(rate) = a.estimator.effective_rate(now) {
                 let first = a.estimated.is_none();
                 a.estimated = Some(rate);
                 let below_configured = a.configured.is_none_or(|c| rate < c.rate() * 0.95);
-                if first && below_configured && a.monitor.due("effective_limit", now) {
+                let watching = a.monitor.mode() == Monitoring::Drift;
+                if first && below_configured && watching && a.monitor.due("effective_limit", now) {
                     let configured = match a.configured {
                         Some(c) => format!(" (configured: {:.1}/s)", c.rate()),
                         None => " (none configured)".to_owned(),
                     };
-                    raised.push((
-                        "effective_limit",
-                        format!(
+                    raised.push(Raised {
+                        kind: "effective_limit",
+                        message: format!(
                             "effective dial limit ≈ {rate:.1}/s{configured}: legs are queueing at the carrier"
                         ),
-                        rate,
-                    ));
+                        value: rate,
+                    });
                 }
             }
             raised
+        });
+        self.raise(carrier, at, raised);
+    }
+
+    /// A leg of `parent_sid` rang (its `ringing` callback) at `now`: the first ring of a dial is
+    /// its post-dial delay.
+    pub fn leg_rang(&self, carrier: &CarrierAccount, parent_sid: &str, now: DateTime<Utc>) {
+        let at = now;
+        let now = seconds(now);
+        let raised = self.with_account(carrier, |a| {
+            let Some(dialing) = a.asked.get_mut(parent_sid) else {
+                return Vec::new();
+            };
+            if dialing.rang {
+                return Vec::new();
+            }
+            dialing.rang = true;
+            let delay = (now - dialing.dial_at).max(0.0);
+            metrics::histogram!(POST_DIAL_DELAY, "carrier_account" => carrier.name.clone(), "company" => dialing.company.clone())
+                .record(delay);
+            a.monitor.first_ring(now, delay)
+        });
+        self.raise(carrier, at, raised);
+    }
+
+    /// A leg of `parent_sid` was answered.
+    pub fn leg_answered(&self, carrier: &CarrierAccount, parent_sid: &str) {
+        self.with_account(carrier, |a| {
+            if let Some(d) = a.asked.get_mut(parent_sid) {
+                d.rang = true;
+                d.answered = true;
+            }
+        });
+    }
+
+    /// `parent_sid`'s dial ended on its own (the carrier requested its action URL).
+    pub fn dial_ended(&self, carrier: &CarrierAccount, parent_sid: &str, answered: bool) {
+        self.with_account(carrier, |a| {
+            if let Some(d) = a.asked.get_mut(parent_sid) {
+                d.ended = true;
+                d.answered |= answered;
+                d.rang |= answered;
+            }
+        });
+    }
+
+    /// The inbound call `sid` ended at `now`: if it dialed, how (connected, answered, abandoned).
+    pub fn call_ended(&self, carrier: &CarrierAccount, sid: &str, now: DateTime<Utc>) {
+        let at = now;
+        let now = seconds(now);
+        let raised = self.with_account(carrier, |a| {
+            let Some(d) = a.asked.remove(sid) else {
+                return Vec::new();
+            };
+            let call = DialedCall {
+                rang: d.rang,
+                answered: d.answered,
+                abandoned: !d.answered && !d.ended,
+            };
+            let result = match (call.answered, call.abandoned) {
+                (true, _) => "answered",
+                (false, true) => "abandoned",
+                (false, false) => "unanswered",
+            };
+            metrics::counter!(
+                DIALED_CALLS,
+                "carrier_account" => carrier.name.clone(),
+                "company" => d.company,
+                "result" => result,
+                "rang" => if call.rang { "true" } else { "false" }
+            )
+            .increment(1);
+            a.monitor.call_ended(now, call)
         });
         self.raise(carrier, at, raised);
     }
@@ -504,6 +440,9 @@ impl Admission {
                 utilisation: a.mirror.as_ref().map(DialMirror::utilisation),
                 predicted_queue_s: a.mirror.as_ref().map_or(0.0, |m| m.queue_s(now)),
                 observed_queue_s: a.estimator.mean_wait_s(),
+                post_dial_delay_s: a.monitor.post_dial_delay.last(),
+                connect_ratio: a.monitor.connect.last(),
+                abandoned_ratio: a.monitor.abandoned.last(),
             })
             .collect();
         out.sort_by(|a, b| a.account_sid.cmp(&b.account_sid));

@@ -422,6 +422,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             metrics::gauge!(telemetry::DIAL_OBSERVED_QUEUE, "carrier_account" => name.clone())
                 .set(q);
         }
+        if let Some(c) = a.connect_ratio {
+            metrics::gauge!(telemetry::CONNECT_RATIO, "carrier_account" => name.clone()).set(c);
+        }
+        if let Some(r) = a.abandoned_ratio {
+            metrics::gauge!(telemetry::ABANDONED_RATIO, "carrier_account" => name.clone()).set(r);
+        }
         if let Some(u) = a.utilisation {
             metrics::gauge!(telemetry::DIAL_UTILISATION, "carrier_account" => name.clone()).set(u);
         }

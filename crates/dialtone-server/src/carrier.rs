@@ -381,6 +381,7 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
     let outcome = engine::start(&engine_call, &state.links, &state.turns);
     state.admission.dialed(
         t.carrier,
+        &t.company.slug,
         &call.call_sid,
         now,
         engine::seconds_before_dial(&outcome.response).unwrap_or(0.0),
@@ -474,6 +475,7 @@ async fn continue_flow(
             let newly_degraded = o.degraded.is_some() && at.shape == DialShape::Full;
             state.admission.dialed(
                 carrier,
+                &company.slug,
                 &call.call_sid,
                 now,
                 engine::seconds_before_dial(&o.response).unwrap_or(0.0),
@@ -539,6 +541,11 @@ async fn dial(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         result.dial_call_status,
         DialCallStatus::Completed | DialCallStatus::Answered
     );
+    if let Some(carrier) = req.config.carrier_by_sid(&result.call.account_sid) {
+        state
+            .admission
+            .dial_ended(carrier, &result.call.call_sid, answered);
+    }
     let ended = Event {
         call_sid: result.call.call_sid.clone(),
         at: state.clock.now(),
@@ -623,9 +630,18 @@ async fn status(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         Ok(c) => c,
         Err(e) => return bad_request(e),
     };
+    let now = state.clock.now();
+    let status = cb.call.call_status.as_str();
+    if matches!(
+        status,
+        "completed" | "busy" | "failed" | "no-answer" | "canceled"
+    ) && let Some(carrier) = req.config.carrier_by_sid(&cb.call.account_sid)
+    {
+        state.admission.call_ended(carrier, &cb.call.call_sid, now);
+    }
     let event = Event {
         call_sid: cb.call.call_sid.clone(),
-        at: state.clock.now(),
+        at: now,
         body: EventBody::CallStatus(event::CallStatusUpdate {
             status: cb.call.call_status.as_str().to_owned(),
             duration_s: cb.call_duration,
@@ -644,10 +660,13 @@ async fn leg(State(state): State<Arc<AppState>>, req: Signed) -> Response {
     };
     let status = cb.call.call_status.as_str();
     let now = state.clock.now();
-    if cb.event == Some(CallEvent::Initiated)
-        && let Some(carrier) = req.config.carrier_by_sid(&cb.call.account_sid)
-    {
-        state.admission.leg_started(carrier, &parent, now);
+    if let Some(carrier) = req.config.carrier_by_sid(&cb.call.account_sid) {
+        match cb.event {
+            Some(CallEvent::Initiated) => state.admission.leg_started(carrier, &parent, now),
+            Some(CallEvent::Ringing) => state.admission.leg_rang(carrier, &parent, now),
+            Some(CallEvent::Answered) => state.admission.leg_answered(carrier, &parent),
+            _ => {}
+        }
     }
     if matches!(
         status,

@@ -161,8 +161,7 @@ impl AppState {
             companies: config.companies.len(),
             tracking_numbers: config.tracking_numbers(),
         };
-        self.admission
-            .set_webhook(config.admission.alert_webhook.clone());
+        self.admission.configure(&config.admission);
         self.config.store(Arc::new(config));
         tracing::info!(
             companies = summary.companies,
@@ -175,9 +174,7 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {
-    state
-        .admission
-        .set_webhook(state.config.load().admission.alert_webhook.clone());
+    state.admission.configure(&state.config.load().admission);
     Router::new()
         .merge(carrier::routes())
         .merge(api::routes())

@@ -24,6 +24,12 @@ pub const DIAL_LIMIT: &str = "dialtone_dial_limit_per_second";
 pub const DIAL_UTILISATION: &str = "dialtone_dial_utilisation_ratio";
 pub const DIAL_PREDICTED_QUEUE: &str = "dialtone_dial_predicted_queue_seconds";
 pub const DIAL_OBSERVED_QUEUE: &str = "dialtone_dial_observed_queue_seconds";
+pub const DIAL_LEGS: &str = "dialtone_dial_legs_total";
+pub const DIAL_SETUP_WAIT: &str = "dialtone_dial_setup_wait_seconds";
+pub const POST_DIAL_DELAY: &str = "dialtone_post_dial_delay_seconds";
+pub const DIALED_CALLS: &str = "dialtone_dialed_calls_total";
+pub const CONNECT_RATIO: &str = "dialtone_connect_ratio";
+pub const ABANDONED_RATIO: &str = "dialtone_abandoned_ratio";
 pub const DNI_SESSIONS: &str = "dialtone_dni_sessions_total";
 pub const DNI_POOL_SIZE: &str = "dialtone_dni_pool_numbers";
 pub const DNI_POOL_LIVE: &str = "dialtone_dni_pool_live_sessions";
@@ -106,6 +112,32 @@ pub fn install() -> Option<PrometheusHandle> {
             metrics::describe_gauge!(
                 DIAL_OBSERVED_QUEUE,
                 "Mean time from asking for a leg to its initiated callback, last minute."
+            );
+            metrics::describe_counter!(
+                DIAL_LEGS,
+                "Outbound legs asked of the carrier, by carrier account and company (rate() is legs per second)."
+            );
+            metrics::describe_histogram!(
+                DIAL_SETUP_WAIT,
+                metrics::Unit::Seconds,
+                "From asking for a leg to the carrier setting it up (its initiated callback): the carrier's queue."
+            );
+            metrics::describe_histogram!(
+                POST_DIAL_DELAY,
+                metrics::Unit::Seconds,
+                "From a dial to its first ringing leg, by carrier account and company."
+            );
+            metrics::describe_counter!(
+                DIALED_CALLS,
+                "Calls that dialed, when they ended: result answered, unanswered (the dial ran its course) or abandoned (the caller hung up first); rang says whether a phone rang. Connect rate is rang=true over all."
+            );
+            metrics::describe_gauge!(
+                CONNECT_RATIO,
+                "Share of dialed calls that reached a ringing phone, last minute, by carrier account."
+            );
+            metrics::describe_gauge!(
+                ABANDONED_RATIO,
+                "Share of dialed calls abandoned before an answer, last minute, by carrier account."
             );
             metrics::describe_counter!(
                 DNI_SESSIONS,

@@ -371,9 +371,11 @@ pub struct Platform {
 
 /// The `[admission]` table and the carrier account, as `platform` configures them.
 pub fn carrier_config(platform: Platform, limit: Option<&DialLimit>, tiers: &[String]) -> String {
+    // The 2018 platform asked for every leg and watched for sudden shifts only.
+    let adaptive = platform.policy == Policy::Adaptive;
     let mut out = format!(
-        "[admission]\ndegrade = {}\n",
-        platform.policy == Policy::Adaptive
+        "[admission]\ndegrade = {adaptive}\nmonitoring = \"{}\"\n",
+        if adaptive { "drift" } else { "sudden_shift" }
     );
     if !tiers.is_empty() {
         let names: Vec<String> = tiers.iter().map(|t| toml_string(t)).collect();

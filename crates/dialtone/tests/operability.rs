@@ -33,6 +33,29 @@ async fn metrics_pass_promtool_and_carry_no_phone_numbers() {
             .0,
         200
     );
+    // Another leg rings, then the caller hangs up before anyone answers.
+    let ringing_sid = sid("CA", 79);
+    let ringing = [
+        ("AccountSid", dialtone_core::demo::ACCOUNT_SID),
+        ("CallSid", ringing_sid.as_str()),
+        ("ParentCallSid", call_sid.as_str()),
+        ("CallStatus", "ringing"),
+        ("StatusCallbackEvent", "ringing"),
+        ("Direction", "outbound-dial"),
+        ("From", CALLER),
+        ("To", "+14045550112"),
+    ];
+    let leg_url = "/twilio/leg?company=acme-plumbing";
+    assert_eq!(server.post_signed(leg_url, &ringing).await.0, 200);
+    let ended = [
+        ("AccountSid", dialtone_core::demo::ACCOUNT_SID),
+        ("CallSid", call_sid.as_str()),
+        ("CallStatus", "completed"),
+        ("Direction", "inbound"),
+        ("From", CALLER),
+        ("To", "+14045550100"),
+    ];
+    assert_eq!(server.post_signed("/twilio/status", &ended).await.0, 200);
     assert_eq!(
         server
             .post_signed_with("forged", "/twilio/voice", &p)
@@ -56,6 +79,34 @@ async fn metrics_pass_promtool_and_carry_no_phone_numbers() {
         "{text}"
     );
     assert!(text.contains("dialtone_calls_received_total"), "{text}");
+    // Per carrier account and company: legs asked for, post-dial delay, how dialed calls ended.
+    let line = |name: &str, labels: &[&str]| -> Option<String> {
+        text.lines()
+            .find(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+            .map(str::to_owned)
+    };
+    let here = [
+        "carrier_account=\"demo-carrier\"",
+        "company=\"acme-plumbing\"",
+    ];
+    assert!(
+        line("dialtone_dial_legs_total{", &here).is_some_and(|l| l.ends_with(" 2")),
+        "{text}"
+    );
+    assert!(
+        line("dialtone_post_dial_delay_seconds_count{", &here).is_some_and(|l| l.ends_with(" 1")),
+        "{text}"
+    );
+    let abandoned = [here[0], here[1], "result=\"abandoned\"", "rang=\"true\""];
+    assert!(
+        line("dialtone_dialed_calls_total{", &abandoned).is_some_and(|l| l.ends_with(" 1")),
+        "{text}"
+    );
+    assert!(
+        line("dialtone_dni_pool_numbers{", &["tracker=\"Google Ads\""])
+            .is_some_and(|l| l.ends_with(" 4")),
+        "{text}"
+    );
     let phone = text
         .split(|c: char| !(c == '+' || c.is_ascii_digit()))
         .find(|w| w.starts_with('+') && w.len() >= 9);
