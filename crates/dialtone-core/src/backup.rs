@@ -227,3 +227,150 @@ mod tests {
         }
     }
 }
+
+/// The automatic backup policy for a failing call log: a circuit breaker.
+///
+/// Each webhook waits up to a few seconds for its events to be durable before it falls back to
+/// backup routing; while the call log is down, every caller would wait that long. After
+/// `after_failures` failures in a row the breaker opens: calls go to backup routing at once
+/// (their events still queued for the store), for `cool_down_s`; then one call tries the normal
+/// path, and its success closes the breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breaker {
+    pub after_failures: u32,
+    pub cool_down_s: i64,
+    failures: u32,
+    state: BreakerState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls take the normal path.
+    Closed,
+    /// Calls go to backup routing until `until`.
+    Open {
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
+    /// One call is trying the normal path; the others go to backup until it is done.
+    Probing { since: DateTime<Utc> },
+}
+
+/// What the breaker says of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Normal,
+    /// The call is the probe: its result decides.
+    Probe,
+    Backup,
+}
+
+/// How a breaker's state changed, for the log and the alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Opened,
+    Closed,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self::new(3, 30)
+    }
+}
+
+impl Breaker {
+    pub fn new(after_failures: u32, cool_down_s: i64) -> Self {
+        Self {
+            after_failures: after_failures.max(1),
+            cool_down_s,
+            failures: 0,
+            state: BreakerState::Closed,
+        }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// Whether a call at `now` takes the normal path.
+    pub fn admit(&mut self, now: DateTime<Utc>) -> Admit {
+        match self.state {
+            BreakerState::Closed => Admit::Normal,
+            BreakerState::Open { since, until } if now >= until => {
+                self.state = BreakerState::Probing { since };
+                Admit::Probe
+            }
+            BreakerState::Open { .. } => Admit::Backup,
+            // A probe that never reported back (its task was dropped) is replaced after a
+            // cool-down.
+            BreakerState::Probing { since }
+                if now - since > chrono::Duration::seconds(self.cool_down_s * 4) =>
+            {
+                self.state = BreakerState::Probing { since: now };
+                Admit::Probe
+            }
+            BreakerState::Probing { .. } => Admit::Backup,
+        }
+    }
+
+    /// The call log confirmed (or failed to confirm) a call's events at `now`.
+    pub fn record(&mut self, now: DateTime<Utc>, ok: bool) -> Option<Change> {
+        let until = now + chrono::Duration::seconds(self.cool_down_s);
+        match (self.state, ok) {
+            (BreakerState::Closed, true) => {
+                self.failures = 0;
+                None
+            }
+            (BreakerState::Closed, false) => {
+                self.failures += 1;
+                (self.failures >= self.after_failures).then(|| {
+                    self.state = BreakerState::Open { since: now, until };
+                    Change::Opened
+                })
+            }
+            (BreakerState::Probing { .. } | BreakerState::Open { .. }, true) => {
+                self.failures = 0;
+                self.state = BreakerState::Closed;
+                Some(Change::Closed)
+            }
+            (BreakerState::Probing { since } | BreakerState::Open { since, .. }, false) => {
+                self.state = BreakerState::Open { since, until };
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).expect("valid")
+    }
+
+    #[test]
+    fn opens_after_failures_in_a_row_probes_after_the_cool_down_and_closes_on_success() {
+        let mut b = Breaker::new(3, 30);
+        assert_eq!(b.admit(at(0)), Admit::Normal);
+        assert_eq!(b.record(at(0), false), None);
+        assert_eq!(b.record(at(1), true), None, "a success resets the count");
+        assert_eq!(b.record(at(2), false), None);
+        assert_eq!(b.record(at(3), false), None);
+        assert_eq!(b.record(at(4), false), Some(Change::Opened));
+        assert_eq!(b.admit(at(5)), Admit::Backup);
+        assert_eq!(b.admit(at(33)), Admit::Backup);
+        assert_eq!(b.admit(at(34)), Admit::Probe);
+        assert_eq!(b.admit(at(34)), Admit::Backup, "one probe at a time");
+        assert_eq!(b.record(at(35), false), None);
+        assert_eq!(
+            b.admit(at(40)),
+            Admit::Backup,
+            "a failed probe opens it again"
+        );
+        assert_eq!(b.admit(at(65)), Admit::Probe);
+        assert_eq!(b.record(at(65), true), Some(Change::Closed));
+        assert_eq!(b.admit(at(66)), Admit::Normal);
+    }
+}

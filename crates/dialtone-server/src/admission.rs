@@ -245,21 +245,41 @@ impl Admission {
         } in raised
         {
             tracing::warn!(kind, carrier_account = %carrier.name, "alert: {message}");
-            metrics::counter!(ALERTS, "kind" => kind).increment(1);
-            let alert = Alert {
-                kind,
-                carrier_account_sid: carrier.account_sid.clone(),
-                at,
-                message,
-                value,
-            };
-            self.post(&alert, &carrier.name);
-            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
-            if alerts.len() >= ALERTS_KEPT {
-                alerts.pop_front();
-            }
-            alerts.push_back(alert);
+            self.publish(
+                Alert {
+                    kind,
+                    carrier_account_sid: carrier.account_sid.clone(),
+                    at,
+                    message,
+                    value,
+                },
+                &carrier.name,
+            );
         }
+    }
+
+    /// Counts, posts and keeps an alert.
+    fn publish(&self, alert: Alert, source: &str) {
+        metrics::counter!(ALERTS, "kind" => alert.kind).increment(1);
+        self.post(&alert, source);
+        let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        if alerts.len() >= ALERTS_KEPT {
+            alerts.pop_front();
+        }
+        alerts.push_back(alert);
+    }
+
+    /// Raises an alert about dialtone itself rather than a carrier account.
+    pub fn notify(&self, kind: &'static str, message: String, at: DateTime<Utc>) {
+        tracing::warn!(kind, "alert: {message}");
+        let alert = Alert {
+            kind,
+            carrier_account_sid: String::new(),
+            at,
+            message,
+            value: 0.0,
+        };
+        self.publish(alert, "dialtone");
     }
 
     /// Sends `alert` to the configured webhook, without waiting for it.

@@ -259,7 +259,12 @@ async fn list_backup(
         .backup_rules(state.clock.now())
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({ "rules": rules })).into_response())
+    let policy = state
+        .call_log_breaker
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .state();
+    Ok(Json(json!({ "rules": rules, "call_log_policy": policy })).into_response())
 }
 
 #[derive(serde::Deserialize)]

@@ -14,6 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use dialtone_core::admission::DialShape;
+use dialtone_core::backup::{Admit, Change};
 use dialtone_core::config::{CarrierAccount, Company, Config, TrackerKind, TrackerRef};
 use dialtone_core::engine::{self, Call, Input, Outcome};
 use dialtone_core::event::{self, Answer, Event, EventBody, Routing};
@@ -207,7 +208,36 @@ async fn durable_then(
     doc: &twiml::Response,
     company: Option<&Company>,
 ) -> Response {
-    let failure = match tokio::time::timeout(DURABILITY_BUDGET, state.store.append(batch)).await {
+    let now = state.clock.now();
+    let admit = lock(&state.call_log_breaker).admit(now);
+    if admit == Admit::Backup {
+        // The call log has been failing: the caller is not made to wait for it again. The
+        // events are still queued (the writer spools what it cannot commit).
+        let store = state.store.clone();
+        tokio::spawn(async move {
+            let _ = store.append(batch).await;
+        });
+        let reason = "backup policy: the call log is failing; calls go to backup routing at once until it recovers";
+        return backup(state, endpoint, since, call_sid, company, reason.into());
+    }
+    let result = tokio::time::timeout(DURABILITY_BUDGET, state.store.append(batch)).await;
+    let change = lock(&state.call_log_breaker).record(now, matches!(result, Ok(Ok(()))));
+    match change {
+        Some(Change::Opened) => state.admission.notify(
+            "backup_policy",
+            format!(
+                "the call log failed {} times in a row: calls go straight to backup routing (their primary numbers) for {} s at a time until it recovers",
+                state.call_log_breaker_settings().0,
+                state.call_log_breaker_settings().1
+            ),
+            now,
+        ),
+        Some(Change::Closed) => {
+            tracing::warn!("the call log recovered: calls take their flows again");
+        }
+        None => {}
+    }
+    let failure = match result {
         Ok(Ok(())) => {
             observe(endpoint, "ok", since);
             return xml(doc);
@@ -216,6 +246,10 @@ async fn durable_then(
         Err(_) => format!("call log write took over {} s", DURABILITY_BUDGET.as_secs()),
     };
     backup(state, endpoint, since, call_sid, company, failure)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Backup routing: ring the company's primary number (or, with no company, apologise).

@@ -127,6 +127,8 @@ pub struct AppState {
     pub dni: dni::Dni,
     /// Who has called which company: first calls vs repeat callers.
     pub callers: dni::Callers,
+    /// The automatic backup policy for a failing call log.
+    pub call_log_breaker: Mutex<dialtone_core::backup::Breaker>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -155,6 +157,15 @@ impl AppState {
 
     /// Reads the configuration again; a configuration with errors is refused and the running one
     /// stays.
+    /// The breaker's (failures before it opens, cool-down seconds).
+    pub fn call_log_breaker_settings(&self) -> (u32, i64) {
+        let b = self
+            .call_log_breaker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (b.after_failures, b.cool_down_s)
+    }
+
     pub fn reload(&self) -> Result<ReloadSummary, ConfigErrors> {
         let config = self.config_source.load()?;
         let summary = ReloadSummary {

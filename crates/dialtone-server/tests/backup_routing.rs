@@ -120,6 +120,7 @@ fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>, Arc<AppState>) {
         backup_rules: Default::default(),
         dni: Default::default(),
         callers: Default::default(),
+        call_log_breaker: Default::default(),
     });
     (dialtone_server::router(state.clone()), store, state)
 }
@@ -226,4 +227,35 @@ async fn a_failing_store_leaves_the_website_number_on_the_page() {
             "abandoned sessions are not counted"
         );
     }
+}
+
+/// A call log that stalls costs the first callers the durability budget each; then the backup
+/// policy opens and the next callers get backup routing at once, and an operator is told.
+#[tokio::test(start_paused = true)]
+async fn a_call_log_that_keeps_failing_opens_the_backup_policy() {
+    let (router, _, state) = app(Trouble::Hangs);
+    for _ in 0..3 {
+        let started = tokio::time::Instant::now();
+        let (_, doc) = answer(router.clone()).await;
+        assert!(dials_only_the_primary(&doc));
+        assert!(started.elapsed() >= std::time::Duration::from_secs(3));
+    }
+    let started = tokio::time::Instant::now();
+    let (status, doc) = answer(router.clone()).await;
+    assert_eq!(status, 200);
+    assert!(dials_only_the_primary(&doc), "{doc:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(100),
+        "waited {:?} with the policy open",
+        started.elapsed()
+    );
+    let alerts = state.admission.alerts();
+    assert!(
+        alerts.iter().any(|a| a.kind == "backup_policy"),
+        "{alerts:?}"
+    );
+    assert!(matches!(
+        state.call_log_breaker.lock().unwrap().state(),
+        dialtone_core::backup::BreakerState::Open { .. }
+    ));
 }

@@ -158,7 +158,20 @@ pub async fn run(command: BackupCommand) -> anyhow::Result<()> {
             let url = format!("{}/api/v1/backup", server.url.trim_end_matches('/'));
             let out = send(client.get(url), &server.api_key).await?;
             let rules = out["rules"].as_array().cloned().unwrap_or_default();
-            if rules.is_empty() {
+            let policy = &out["call_log_policy"];
+            match policy["state"].as_str() {
+                Some("open") => println!(
+                    "automatic backup policy OPEN since {}: the call log is failing, every call goes to backup routing (next try at {})",
+                    policy["since"].as_str().unwrap_or("?"),
+                    policy["until"].as_str().unwrap_or("?")
+                ),
+                Some("probing") => println!(
+                    "automatic backup policy open since {}: one call is trying the call log again",
+                    policy["since"].as_str().unwrap_or("?")
+                ),
+                _ => {}
+            }
+            if rules.is_empty() && policy["state"].as_str().is_none_or(|s| s == "closed") {
                 println!("no backup routing rules: every call follows its flow");
             }
             for r in &rules {

@@ -297,6 +297,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dni: Default::default(),
 
         callers: Default::default(),
+
+        call_log_breaker: Default::default(),
     });
     state
         .refresh_backup_rules()

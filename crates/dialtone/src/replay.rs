@@ -395,6 +395,8 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         dni: Default::default(),
 
         callers: Default::default(),
+
+        call_log_breaker: Default::default(),
     });
     let config_now = state.config.load_full();
     let backup_docs = config_now
