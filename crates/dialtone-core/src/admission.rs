@@ -230,6 +230,16 @@ pub fn shape(mirror: &DialMirror, now: f64, legs: u32, policy: &Degrade) -> Dial
     }
 }
 
+/// Fits a shape under the carrier's cap on concurrent calls: with `active` legs up and room for
+/// fewer than `legs` more, ask for the primary only (a carrier at its cap queues new legs until
+/// others hang up, which is the seed's queue again). `None` when the account has no cap.
+pub fn fit_concurrency(shape: DialShape, legs: u32, active: u32, cap: Option<u32>) -> DialShape {
+    match cap {
+        Some(cap) if legs > 1 && active.saturating_add(legs) > cap => DialShape::PrimaryOnly,
+        _ => shape,
+    }
+}
+
 /// Reads the carrier's effective setup limit from when legs actually start.
 ///
 /// While the carrier's queue is not empty it sets up legs exactly at its limit, so the rate of
@@ -289,6 +299,36 @@ impl LimitEstimator {
     pub fn mean_wait_s(&self) -> Option<f64> {
         (!self.starts.is_empty())
             .then(|| self.starts.iter().map(|(_, w)| w).sum::<f64>() / self.starts.len() as f64)
+    }
+}
+
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+
+    #[test]
+    fn a_dial_that_would_pass_the_concurrency_cap_asks_for_the_primary_only() {
+        assert_eq!(
+            fit_concurrency(DialShape::Full, 3, 10, None),
+            DialShape::Full
+        );
+        assert_eq!(
+            fit_concurrency(DialShape::Full, 3, 7, Some(10)),
+            DialShape::Full
+        );
+        assert_eq!(
+            fit_concurrency(DialShape::Full, 3, 8, Some(10)),
+            DialShape::PrimaryOnly
+        );
+        assert_eq!(
+            fit_concurrency(DialShape::PrimaryFirst, 2, 9, Some(10)),
+            DialShape::PrimaryOnly
+        );
+        // A single leg is never reshaped: there is nothing less to ask for.
+        assert_eq!(
+            fit_concurrency(DialShape::Full, 1, 10, Some(10)),
+            DialShape::Full
+        );
     }
 }
 

@@ -124,6 +124,8 @@ pub struct CarrierAccount {
     pub auth_token: String,
     /// The account's limit on outbound call setups, when known.
     pub dial_limit: Option<SetupLimit>,
+    /// The most calls (legs) the account may have up at once, when the carrier caps them.
+    pub concurrent_calls: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,6 +372,7 @@ struct RawCarrier {
     name: Spanned<String>,
     account_sid: Spanned<String>,
     dial_limit: Option<Spanned<RawLimit>>,
+    concurrent_calls: Option<Spanned<u32>>,
     auth_token: Option<String>,
     /// Name of an environment variable holding the token, so secrets stay out of the file.
     auth_token_env: Option<Spanned<String>>,
@@ -675,11 +678,20 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
                 burst: l.burst.unwrap_or(1).max(1),
             })
         });
+        let concurrent_calls = c.concurrent_calls.and_then(|n| {
+            if *n.get_ref() == 0 {
+                r.at(Some(n.span()), "concurrent_calls must be 1 or more");
+                None
+            } else {
+                Some(*n.get_ref())
+            }
+        });
         carrier_accounts.push(CarrierAccount {
             name: c.name.into_inner(),
             account_sid: sid.clone(),
             auth_token: token,
             dial_limit,
+            concurrent_calls,
         });
     }
 

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use dialtone_core::admission::{Degrade, DialMirror, DialShape, LimitEstimator, SetupLimit, shape};
+use dialtone_core::admission::{
+    Degrade, DialMirror, DialShape, LimitEstimator, SetupLimit, fit_concurrency, shape,
+};
 use dialtone_core::config::CarrierAccount;
 use dialtone_core::engine;
 use dialtone_core::monitor::{DialedCall, Monitor, Monitoring, Raised};
@@ -64,7 +66,16 @@ struct Account {
     asked_order: VecDeque<(f64, String)>,
     /// The effective limit as last estimated (setups per second).
     estimated: Option<f64>,
+    /// Legs up now (initiated, not yet ended): leg sid → when it started.
+    active: HashMap<String, f64>,
+    /// When `active` was last swept of legs whose end was never reported.
+    swept_at: f64,
+    /// The configured cap on concurrent calls.
+    cap: Option<u32>,
 }
+
+/// Legs whose end the carrier never reported are forgotten after this long.
+const ACTIVE_LEG_TTL_S: f64 = 4.0 * 3600.0;
 
 impl Account {
     fn new(configured: Option<SetupLimit>, monitoring: Monitoring) -> Self {
@@ -76,6 +87,9 @@ impl Account {
             asked: HashMap::new(),
             asked_order: VecDeque::new(),
             estimated: None,
+            active: HashMap::new(),
+            swept_at: f64::NEG_INFINITY,
+            cap: None,
         }
     }
 
@@ -107,6 +121,9 @@ pub struct AccountStatus {
     pub connect_ratio: Option<f64>,
     /// Share of dialed calls abandoned before an answer, last minute.
     pub abandoned_ratio: Option<f64>,
+    /// Legs up now, and the account's cap on them when it has one.
+    pub active_legs: usize,
+    pub concurrent_limit: Option<u32>,
 }
 
 #[derive(Default)]
@@ -144,6 +161,7 @@ impl Admission {
         }
         // The configuration may have been reloaded with another limit.
         account.configured = carrier.dial_limit;
+        account.cap = carrier.concurrent_calls;
         match (account.effective(), &mut account.mirror) {
             (Some(limit), Some(m)) if m.limit() != limit => m.set_limit(limit),
             (Some(limit), None) => account.mirror = Some(DialMirror::new(limit)),
@@ -329,11 +347,22 @@ impl Admission {
             .collect()
     }
 
-    /// A leg of `parent_sid` was set up (its `initiated` callback) at `now`.
-    pub fn leg_started(&self, carrier: &CarrierAccount, parent_sid: &str, now: DateTime<Utc>) {
+    /// A leg `leg_sid` of `parent_sid` was set up (its `initiated` callback) at `now`.
+    pub fn leg_started(
+        &self,
+        carrier: &CarrierAccount,
+        parent_sid: &str,
+        leg_sid: &str,
+        now: DateTime<Utc>,
+    ) {
         let at = now;
         let now = seconds(now);
         let raised = self.with_account(carrier, |a| {
+            if now - a.swept_at > 60.0 {
+                a.active.retain(|_, started| now - *started < ACTIVE_LEG_TTL_S);
+                a.swept_at = now;
+            }
+            a.active.insert(leg_sid.to_owned(), now);
             let Some(dialing) = a.asked.get(parent_sid) else {
                 return Vec::new();
             };
@@ -385,6 +414,14 @@ impl Admission {
             a.monitor.first_ring(now, delay)
         });
         self.raise(carrier, at, raised);
+    }
+
+    /// A leg ended (completed, busy, failed, no answer, canceled): it no longer counts against
+    /// the account's concurrent calls.
+    pub fn leg_ended(&self, carrier: &CarrierAccount, leg_sid: &str) {
+        self.with_account(carrier, |a| {
+            a.active.remove(leg_sid);
+        });
     }
 
     /// A leg of `parent_sid` was answered.
@@ -463,6 +500,8 @@ impl Admission {
                 post_dial_delay_s: a.monitor.post_dial_delay.last(),
                 connect_ratio: a.monitor.connect.last(),
                 abandoned_ratio: a.monitor.abandoned.last(),
+                active_legs: a.active.len(),
+                concurrent_limit: a.cap,
             })
             .collect();
         out.sort_by(|a, b| a.account_sid.cmp(&b.account_sid));
@@ -485,10 +524,13 @@ impl engine::Admission for Shaper<'_> {
             return DialShape::Full;
         }
         let at = self.now;
-        self.admission
-            .with_account(self.carrier, |a| match &a.mirror {
+        self.admission.with_account(self.carrier, |a| {
+            let by_rate = match &a.mirror {
                 Some(m) => shape(m, at, legs, &self.policy),
                 None => DialShape::Full,
-            })
+            };
+            let active = u32::try_from(a.active.len()).unwrap_or(u32::MAX);
+            fit_concurrency(by_rate, legs, active, self.carrier.concurrent_calls)
+        })
     }
 }

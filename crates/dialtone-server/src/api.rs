@@ -427,6 +427,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             metrics::gauge!(telemetry::DIAL_OBSERVED_QUEUE, "carrier_account" => name.clone())
                 .set(q);
         }
+        metrics::gauge!(telemetry::DIAL_ACTIVE_LEGS, "carrier_account" => name.clone())
+            .set(a.active_legs as f64);
+        if let Some(cap) = a.concurrent_limit {
+            metrics::gauge!(telemetry::DIAL_CONCURRENT_LIMIT, "carrier_account" => name.clone())
+                .set(f64::from(cap));
+        }
         if let Some(c) = a.connect_ratio {
             metrics::gauge!(telemetry::CONNECT_RATIO, "carrier_account" => name.clone()).set(c);
         }

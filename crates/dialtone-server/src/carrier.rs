@@ -694,9 +694,14 @@ async fn leg(State(state): State<Arc<AppState>>, req: Signed) -> Response {
     };
     let status = cb.call.call_status.as_str();
     let now = state.clock.now();
-    if let Some(carrier) = req.config.carrier_by_sid(&cb.call.account_sid) {
+    let carrier = req.config.carrier_by_sid(&cb.call.account_sid);
+    if let Some(carrier) = carrier {
         match cb.event {
-            Some(CallEvent::Initiated) => state.admission.leg_started(carrier, &parent, now),
+            Some(CallEvent::Initiated) => {
+                state
+                    .admission
+                    .leg_started(carrier, &parent, &cb.call.call_sid, now);
+            }
             Some(CallEvent::Ringing) => state.admission.leg_rang(carrier, &parent, now),
             Some(CallEvent::Answered) => state.admission.leg_answered(carrier, &parent),
             _ => {}
@@ -707,6 +712,9 @@ async fn leg(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         "completed" | "busy" | "failed" | "no-answer" | "canceled"
     ) {
         metrics::counter!(LEGS, "status" => status.to_owned()).increment(1);
+        if let Some(carrier) = carrier {
+            state.admission.leg_ended(carrier, &cb.call.call_sid);
+        }
     }
     let event = Event {
         call_sid: parent,

@@ -24,6 +24,8 @@ pub const DIAL_LIMIT: &str = "dialtone_dial_limit_per_second";
 pub const DIAL_UTILISATION: &str = "dialtone_dial_utilisation_ratio";
 pub const DIAL_PREDICTED_QUEUE: &str = "dialtone_dial_predicted_queue_seconds";
 pub const DIAL_OBSERVED_QUEUE: &str = "dialtone_dial_observed_queue_seconds";
+pub const DIAL_ACTIVE_LEGS: &str = "dialtone_dial_active_legs";
+pub const DIAL_CONCURRENT_LIMIT: &str = "dialtone_dial_concurrent_limit";
 pub const DIAL_LEGS: &str = "dialtone_dial_legs_total";
 pub const DIAL_SETUP_WAIT: &str = "dialtone_dial_setup_wait_seconds";
 pub const POST_DIAL_DELAY: &str = "dialtone_post_dial_delay_seconds";
@@ -112,6 +114,14 @@ pub fn install() -> Option<PrometheusHandle> {
             metrics::describe_gauge!(
                 DIAL_OBSERVED_QUEUE,
                 "Mean time from asking for a leg to its initiated callback, last minute."
+            );
+            metrics::describe_gauge!(
+                DIAL_ACTIVE_LEGS,
+                "Outbound legs up now (initiated, not yet ended), by carrier account."
+            );
+            metrics::describe_gauge!(
+                DIAL_CONCURRENT_LIMIT,
+                "The carrier account's configured cap on concurrent calls."
             );
             metrics::describe_counter!(
                 DIAL_LEGS,

@@ -322,7 +322,12 @@ fn plan(args: &ReplayArgs) -> anyhow::Result<Plan> {
         ),
         config: scenario_config(
             args.fanout,
-            &scenario::carrier_config(platform, args.world.limit().as_ref(), &[]),
+            &scenario::carrier_config(
+                platform,
+                args.world.limit().as_ref(),
+                args.world.max_concurrent,
+                &[],
+            ),
         ),
         scenario: Scenario {
             duration_s: args.duration_s,

@@ -370,7 +370,12 @@ pub struct Platform {
 }
 
 /// The `[admission]` table and the carrier account, as `platform` configures them.
-pub fn carrier_config(platform: Platform, limit: Option<&DialLimit>, tiers: &[String]) -> String {
+pub fn carrier_config(
+    platform: Platform,
+    limit: Option<&DialLimit>,
+    concurrent_calls: Option<u32>,
+    tiers: &[String],
+) -> String {
     // The 2018 platform asked for every leg and watched for sudden shifts only.
     let adaptive = platform.policy == Policy::Adaptive;
     let mut out = format!(
@@ -396,6 +401,9 @@ pub fn carrier_config(platform: Platform, limit: Option<&DialLimit>, tiers: &[St
             l.count, l.period_s
         );
     }
+    if let Some(n) = concurrent_calls.filter(|_| platform.limit_known) {
+        let _ = writeln!(out, "concurrent_calls = {n}");
+    }
     out.push('\n');
     out
 }
@@ -403,7 +411,7 @@ pub fn carrier_config(platform: Platform, limit: Option<&DialLimit>, tiers: &[St
 /// The dialtone configuration of the scenario: one account per group, one company per
 /// tracking number.
 fn dialtone_config(f: &File, platform: Platform, limit: Option<&DialLimit>) -> String {
-    let mut out = carrier_config(platform, limit, &f.tiers);
+    let mut out = carrier_config(platform, limit, f.carrier.max_concurrent, &f.tiers);
     for (gi, g) in f.companies.iter().enumerate() {
         let _ = write!(
             out,

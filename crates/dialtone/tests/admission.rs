@@ -213,3 +213,114 @@ async fn an_unknown_limit_is_read_from_leg_starts_and_alerted_to_the_api_and_the
     );
     assert_eq!(posted[0]["alert"]["kind"], "effective_limit");
 }
+
+/// With a cap of 3 concurrent calls and two legs up, a simulcall to two phones would pass it:
+/// the primary only; once a leg ends, both phones ring again.
+#[tokio::test]
+async fn a_dial_that_would_pass_the_concurrency_cap_asks_for_the_primary_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("capped.toml");
+    std::fs::write(
+        &config,
+        demo::CONFIG.replace(
+            "auth_token = \"demo-auth-token\"\n",
+            "auth_token = \"demo-auth-token\"\nconcurrent_calls = 3\n",
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--demo",
+            "--config",
+            config.to_str().unwrap(),
+            "--clock-start",
+            MONDAY_MORNING,
+        ],
+    );
+    let leg = |parent: &str, leg: &str, to: &str, status: &str, event: &str| {
+        vec![
+            ("AccountSid", demo::ACCOUNT_SID.to_owned()),
+            ("CallSid", leg.to_owned()),
+            ("ParentCallSid", parent.to_owned()),
+            ("CallStatus", status.to_owned()),
+            ("StatusCallbackEvent", event.to_owned()),
+            ("Direction", "outbound-dial".to_owned()),
+            ("From", CALLER.to_owned()),
+            ("To", to.to_owned()),
+        ]
+    };
+    let post_leg = |p: Vec<(&'static str, String)>| {
+        let server = &server;
+        async move {
+            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(
+                server
+                    .post_signed("/twilio/leg?company=acme-plumbing", &p)
+                    .await
+                    .0,
+                200
+            );
+        }
+    };
+    // The first call rings both phones, and both legs come up.
+    let first = sid("CA", 0xc0c0_0001);
+    assert_eq!(
+        server
+            .voice(&first, "+14045550100")
+            .await
+            .matches("<Number")
+            .count(),
+        2
+    );
+    post_leg(leg(
+        &first,
+        &sid("CA", 0xc0c0_0011),
+        "+14045550111",
+        "initiated",
+        "initiated",
+    ))
+    .await;
+    post_leg(leg(
+        &first,
+        &sid("CA", 0xc0c0_0012),
+        "+14045550112",
+        "initiated",
+        "initiated",
+    ))
+    .await;
+    // Two up, cap three: the next simulcall gets the primary only.
+    let second = sid("CA", 0xc0c0_0002);
+    assert_eq!(
+        server
+            .voice(&second, "+14045550100")
+            .await
+            .matches("<Number")
+            .count(),
+        1
+    );
+    assert_eq!(server.call(&second).await["degraded"], "primary_only");
+    // One leg ends: room for two again.
+    post_leg(leg(
+        &first,
+        &sid("CA", 0xc0c0_0012),
+        "+14045550112",
+        "completed",
+        "completed",
+    ))
+    .await;
+    let third = sid("CA", 0xc0c0_0003);
+    assert_eq!(
+        server
+            .voice(&third, "+14045550100")
+            .await
+            .matches("<Number")
+            .count(),
+        2
+    );
+
+    let (_, status) = server.api("/api/v1/admission", Some(demo::API_KEY)).await;
+    let account = &status["carrier_accounts"][0]["status"];
+    assert_eq!(account["active_legs"], 1, "{status}");
+    assert_eq!(account["concurrent_limit"], 3);
+}
