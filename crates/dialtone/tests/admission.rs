@@ -238,86 +238,27 @@ async fn a_dial_that_would_pass_the_concurrency_cap_asks_for_the_primary_only() 
             MONDAY_MORNING,
         ],
     );
-    let leg = |parent: &str, leg: &str, to: &str, status: &str, event: &str| {
-        vec![
-            ("AccountSid", demo::ACCOUNT_SID.to_owned()),
-            ("CallSid", leg.to_owned()),
-            ("ParentCallSid", parent.to_owned()),
-            ("CallStatus", status.to_owned()),
-            ("StatusCallbackEvent", event.to_owned()),
-            ("Direction", "outbound-dial".to_owned()),
-            ("From", CALLER.to_owned()),
-            ("To", to.to_owned()),
-        ]
-    };
-    let post_leg = |p: Vec<(&'static str, String)>| {
-        let server = &server;
-        async move {
-            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            assert_eq!(
-                server
-                    .post_signed("/twilio/leg?company=acme-plumbing", &p)
-                    .await
-                    .0,
-                200
-            );
-        }
-    };
+    let (office, mobile) = ("+14045550111", "+14045550112");
     // The first call rings both phones, and both legs come up.
     let first = sid("CA", 0xc0c0_0001);
-    assert_eq!(
-        server
-            .voice(&first, "+14045550100")
-            .await
-            .matches("<Number")
-            .count(),
-        2
-    );
-    post_leg(leg(
-        &first,
-        &sid("CA", 0xc0c0_0011),
-        "+14045550111",
-        "initiated",
-        "initiated",
-    ))
-    .await;
-    post_leg(leg(
-        &first,
-        &sid("CA", 0xc0c0_0012),
-        "+14045550112",
-        "initiated",
-        "initiated",
-    ))
-    .await;
+    assert_eq!(server.numbers_dialed(&first, "+14045550100").await, 2);
+    let (leg1, leg2) = (sid("CA", 0xc0c0_0011), sid("CA", 0xc0c0_0012));
+    server
+        .leg(&first, &leg1, office, "initiated", "initiated")
+        .await;
+    server
+        .leg(&first, &leg2, mobile, "initiated", "initiated")
+        .await;
     // Two up, cap three: the next simulcall gets the primary only.
     let second = sid("CA", 0xc0c0_0002);
-    assert_eq!(
-        server
-            .voice(&second, "+14045550100")
-            .await
-            .matches("<Number")
-            .count(),
-        1
-    );
+    assert_eq!(server.numbers_dialed(&second, "+14045550100").await, 1);
     assert_eq!(server.call(&second).await["degraded"], "primary_only");
     // One leg ends: room for two again.
-    post_leg(leg(
-        &first,
-        &sid("CA", 0xc0c0_0012),
-        "+14045550112",
-        "completed",
-        "completed",
-    ))
-    .await;
+    server
+        .leg(&first, &leg2, mobile, "completed", "completed")
+        .await;
     let third = sid("CA", 0xc0c0_0003);
-    assert_eq!(
-        server
-            .voice(&third, "+14045550100")
-            .await
-            .matches("<Number")
-            .count(),
-        2
-    );
+    assert_eq!(server.numbers_dialed(&third, "+14045550100").await, 2);
 
     let (_, status) = server.api("/api/v1/admission", Some(demo::API_KEY)).await;
     let account = &status["carrier_accounts"][0]["status"];

@@ -34,19 +34,10 @@ async fn metrics_pass_promtool_and_carry_no_phone_numbers() {
         200
     );
     // Another leg rings, then the caller hangs up before anyone answers.
-    let ringing_sid = sid("CA", 79);
-    let ringing = [
-        ("AccountSid", dialtone_core::demo::ACCOUNT_SID),
-        ("CallSid", ringing_sid.as_str()),
-        ("ParentCallSid", call_sid.as_str()),
-        ("CallStatus", "ringing"),
-        ("StatusCallbackEvent", "ringing"),
-        ("Direction", "outbound-dial"),
-        ("From", CALLER),
-        ("To", "+14045550112"),
-    ];
-    let leg_url = "/twilio/leg?company=acme-plumbing";
-    assert_eq!(server.post_signed(leg_url, &ringing).await.0, 200);
+    let ringing = sid("CA", 79);
+    server
+        .leg(&call_sid, &ringing, "+14045550112", "ringing", "ringing")
+        .await;
     let ended = [
         ("AccountSid", dialtone_core::demo::ACCOUNT_SID),
         ("CallSid", call_sid.as_str()),

@@ -116,6 +116,29 @@ impl Server {
         twiml
     }
 
+    /// A leg's status callback for the demo company, as the carrier sends it; asserted 200.
+    pub async fn leg(&self, parent: &str, leg: &str, to: &str, status: &str, event: &str) {
+        let p = [
+            ("AccountSid", demo::ACCOUNT_SID),
+            ("CallSid", leg),
+            ("ParentCallSid", parent),
+            ("CallStatus", status),
+            ("StatusCallbackEvent", event),
+            ("Direction", "outbound-dial"),
+            ("From", CALLER),
+            ("To", to),
+        ];
+        let (code, body) = self
+            .post_signed("/twilio/leg?company=acme-plumbing", &p)
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+
+    /// How many numbers an inbound call to `to` rings at once.
+    pub async fn numbers_dialed(&self, call_sid: &str, to: &str) -> usize {
+        self.voice(call_sid, to).await.matches("<Number").count()
+    }
+
     pub async fn api(&self, path: &str, key: Option<&str>) -> (u16, Value) {
         let mut req = reqwest::Client::new().get(format!("{}{}", self.url, path));
         if let Some(k) = key {
