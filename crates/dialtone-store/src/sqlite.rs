@@ -285,8 +285,8 @@ fn find_call(
 #[derive(Default)]
 struct Merge {
     pending: VecDeque<(Box<str>, i64)>,
-    /// Every call up to this id is in `call_sids` once the last chunk commits.
-    through: i64,
+    /// The ids being merged, in order: the watermark advances over them.
+    ids: Vec<i64>,
 }
 
 impl Merge {
@@ -294,8 +294,35 @@ impl Merge {
         let Ok(map) = recent.read() else { return };
         let mut sids: Vec<(Box<str>, i64)> = map.iter().map(|(s, id)| (s.clone(), *id)).collect();
         sids.sort_unstable();
-        self.through = sids.iter().map(|(_, id)| *id).max().unwrap_or(0);
+        self.ids = sids.iter().map(|(_, id)| *id).collect();
+        self.ids.sort_unstable();
         self.pending = sids.into();
+    }
+
+    /// The new watermark once this merge is in `call_sids`: past the old one over an unbroken
+    /// run of ids that are merged — ours, or another process's it merged itself. Another
+    /// process on the same database (`reconcile` while serving) has calls this one never held;
+    /// stopping at the first of them unmerged keeps them read back at the next start.
+    fn watermark(&self, tx: &rusqlite::Transaction<'_>) -> Result<i64, rusqlite::Error> {
+        let mut w: i64 = tx.query_row(
+            "SELECT value FROM store_meta WHERE key = 'call_sids_merged_through'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut merged_elsewhere = tx.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM calls c JOIN call_sids s ON s.sid = c.sid WHERE c.id = ?1)",
+        )?;
+        let start = w;
+        for &id in self.ids.iter().filter(|&&id| id > start) {
+            while w + 1 < id {
+                if !merged_elsewhere.query_row([w + 1], |r| r.get::<_, bool>(0))? {
+                    return Ok(w);
+                }
+                w += 1;
+            }
+            w = id;
+        }
+        Ok(w)
     }
 
     fn step(&mut self, conn: &mut Connection, recent: &RecentSids) -> Result<(), rusqlite::Error> {
@@ -309,9 +336,10 @@ impl Merge {
                 insert.execute(params![sid, id])?;
             }
             if last {
+                let through = self.watermark(&tx)?;
                 tx.execute(
                     "UPDATE store_meta SET value = ?1 WHERE key = 'call_sids_merged_through'",
-                    [self.through],
+                    [through],
                 )?;
             }
         }

@@ -214,3 +214,36 @@ async fn a_database_from_before_the_sid_index_is_migrated_intact() {
     append(&store, vec![received(1), received(2)]).await;
     assert_eq!(total(&store).await, 2);
 }
+
+/// Two processes on one database — `dialtone reconcile` while `dialtone serve` runs: a merge in
+/// one must not mark as merged the other's calls it never held, or those calls could no longer
+/// be found by sid after a restart.
+#[tokio::test]
+async fn a_second_process_merging_does_not_hide_the_first_ones_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dialtone_store::open(&url(&dir)).unwrap();
+    append(&server, vec![received(1)]).await;
+    let reconcile = dialtone_store::open(&url(&dir)).unwrap();
+    // The server logs a call the other process never read; then stops before merging it.
+    append(&server, vec![received(2)]).await;
+    drop(server);
+    append(&reconcile, vec![received(3)]).await;
+    wait_for_merge(&reconcile).await;
+    drop(reconcile);
+
+    let restarted = dialtone_store::open(&url(&dir)).unwrap();
+    for n in [1, 2, 3] {
+        assert!(
+            restarted.call("demo", &sid(n)).await.unwrap().is_some(),
+            "call {n} lost by sid"
+        );
+    }
+    // Once this process has merged, everything is in the index.
+    wait_for_merge(&restarted).await;
+    drop(restarted);
+    let again = dialtone_store::open(&url(&dir)).unwrap();
+    assert_eq!(again.stats().unmerged_sids, 0);
+    for n in [1, 2, 3] {
+        assert!(again.call("demo", &sid(n)).await.unwrap().is_some());
+    }
+}
