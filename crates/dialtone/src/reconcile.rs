@@ -258,6 +258,12 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
         }
     }
     store.flush().await?;
+    // Into the sid index before exiting: a server running on this database reads back only at
+    // its start the calls another process left unmerged, and finds the rest by the index.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.stats().unmerged_sids > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     bar.finish_and_clear();
 
     println!(

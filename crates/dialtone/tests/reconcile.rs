@@ -133,7 +133,8 @@ fn lines_that_are_not_call_records_are_named_and_the_rest_are_reconciled() {
 }
 
 /// A call the server never saw, to a DNI pool number, is still the website visitor's: the lease
-/// that held the number then is in the store.
+/// that held the number then is in the store. Reconciled while the server runs, the recovered
+/// calls are at once in its API.
 #[tokio::test]
 async fn recovered_calls_to_pool_numbers_find_their_website_visitor() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,7 +159,6 @@ async fn recovered_calls_to_pool_numbers_find_their_website_visitor() {
         .as_str()
         .expect("a pool number")
         .to_owned();
-    drop(server);
 
     // 10:01 New York (within the 20-minute lease), and 12:00 (long after it ran out).
     let record = |sid: &str, at: &str| {
@@ -196,7 +196,8 @@ async fn recovered_calls_to_pool_numbers_find_their_website_visitor() {
         "{out}"
     );
 
-    let server = Server::demo(dir.path(), MONDAY_MORNING);
+    // The server kept running meanwhile, and finds the recovered calls by sid.
+
     let during = server.call(&sid("CA", 0x5e55_0001)).await;
     assert_eq!(during["source"], "Google Ads");
     assert_eq!(during["keywords"], "burst pipe");
