@@ -638,6 +638,11 @@ impl Pool {
         attribute(n.leases.iter().copied(), now, self.grace)
     }
 
+    /// Live sessions holding `number` at `now`.
+    pub fn holders(&self, number: usize, now: DateTime<Utc>) -> usize {
+        self.numbers.get(number).map_or(0, |n| n.live(now))
+    }
+
     /// Live sessions at `now`.
     pub fn live_sessions(&self, now: DateTime<Utc>) -> usize {
         self.numbers.iter().map(|n| n.live(now)).sum()

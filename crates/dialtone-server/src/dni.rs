@@ -593,6 +593,7 @@ impl State {
         let entry = self.pool(config, &key, now)?;
         let number = entry.pool.renew(id, now, until)?;
         let phone = entry.numbers.get(number)?.clone();
+        let sharing = entry.pool.holders(number, now) as u32;
         let x = self.sessions.get_mut(&id)?;
         x.end = x.end.max(until);
         x.seen = now;
@@ -604,7 +605,7 @@ impl State {
             number: phone,
             expires_at: x.end,
             lease_s: company.website.lease_idle_s,
-            sharing: 1,
+            sharing,
             resumed: true,
             writes: vec![SessionWrite::Renew {
                 id,
