@@ -5,7 +5,7 @@
 //! every lease in the store); reconcile rebuilds the same answer from stored leases with
 //! [`attribute`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -674,6 +674,74 @@ pub fn peak_concurrent(spans: impl IntoIterator<Item = (DateTime<Utc>, DateTime<
     peak as usize
 }
 
+/// The most sessions a pool had live at once, hour by hour, kept as allocations happen so a
+/// health report does not walk every session.
+#[derive(Debug, Clone, Default)]
+pub struct HourlyPeaks {
+    /// (hours since the epoch, the most live sessions seen in it), oldest first.
+    hours: VecDeque<(i64, u32)>,
+}
+
+/// Hours of peaks kept: the health window.
+const PEAK_HOURS: i64 = 7 * 24;
+
+impl HourlyPeaks {
+    /// `live` sessions were live at `now`.
+    pub fn record(&mut self, now: DateTime<Utc>, live: usize) {
+        let hour = now.timestamp().div_euclid(3600);
+        let live = u32::try_from(live).unwrap_or(u32::MAX);
+        match self.hours.back_mut() {
+            Some((h, peak)) if *h == hour => *peak = (*peak).max(live),
+            Some((h, _)) if *h > hour => {
+                // The clock went back: count it in the latest hour.
+                if let Some((_, peak)) = self.hours.back_mut() {
+                    *peak = (*peak).max(live);
+                }
+            }
+            _ => self.hours.push_back((hour, live)),
+        }
+        while self
+            .hours
+            .front()
+            .is_some_and(|(h, _)| hour - h >= PEAK_HOURS)
+        {
+            self.hours.pop_front();
+        }
+    }
+
+    /// The peak over the hours of the last week up to `now`.
+    pub fn peak(&self, now: DateTime<Utc>) -> usize {
+        let hour = now.timestamp().div_euclid(3600);
+        self.hours
+            .iter()
+            .filter(|(h, _)| hour - h < PEAK_HOURS)
+            .map(|(_, p)| *p as usize)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The peaks of a history of leases (start inclusive, end exclusive), as if recorded live.
+    pub fn of(spans: impl IntoIterator<Item = (DateTime<Utc>, DateTime<Utc>)>) -> Self {
+        let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
+        for (start, end) in spans {
+            if end > start {
+                edges.push((start, 1));
+                edges.push((end, -1));
+            }
+        }
+        edges.sort_unstable();
+        let mut peaks = Self::default();
+        let mut live = 0i32;
+        for (at, d) in edges {
+            live += d;
+            if d > 0 {
+                peaks.record(at, live as usize);
+            }
+        }
+        peaks
+    }
+}
+
 /// Target utilisation at the busiest moment: above it, numbers start being shared by bursts
 /// (call-tracking vendors add numbers when a pool is regularly above 75 % used).
 pub const TARGET_PEAK_UTILISATION: f64 = 0.75;
@@ -920,6 +988,27 @@ mod tests {
         assert_eq!(peak_concurrent(spans), 3);
         assert_eq!(recommended_pool_size(3), 4);
         assert_eq!(recommended_pool_size(0), 1);
+    }
+
+    #[test]
+    fn hourly_peaks_agree_with_the_sweep_and_forget_after_a_week() {
+        let spans = [
+            (at(0), at(10)),
+            (at(5), at(15)),
+            (at(10), at(20)),
+            (at(12), at(13)),
+        ];
+        let peaks = HourlyPeaks::of(spans);
+        assert_eq!(peaks.peak(at(30)), peak_concurrent(spans));
+        let mut live = HourlyPeaks::default();
+        live.record(at(0), 7);
+        live.record(at(3600), 2);
+        assert_eq!(live.peak(at(3601)), 7);
+        assert_eq!(
+            live.peak(at(7 * 24 * 3600 + 10)),
+            2,
+            "the first hour is a week old"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
 use dialtone_core::config::{Company, Config, TrackerKind};
-use dialtone_core::dni::{self, KeyedLimit, LeaseSpan, Pool, Visit};
+use dialtone_core::dni::{self, HourlyPeaks, KeyedLimit, LeaseSpan, Pool, Visit};
 use dialtone_core::event::CallAttribution;
 use dialtone_core::{PhoneNumber, TrackerRef};
 use dialtone_store::{SessionWrite, StoredSession};
@@ -105,6 +105,7 @@ struct PoolCounters {
 struct State {
     pools: HashMap<(String, String), PoolEntry>,
     counters: HashMap<(String, String), PoolCounters>,
+    peaks: HashMap<(String, String), HourlyPeaks>,
     sessions: HashMap<u64, Session>,
     visitors: HashMap<String, u64>,
     next_id: u64,
@@ -211,6 +212,17 @@ impl Dni {
             s.visitors.insert(stored.visitor, stored.id);
             s.sessions.insert(stored.id, session);
         }
+        let mut spans: HashMap<(String, String), Vec<_>> = HashMap::new();
+        for x in s.sessions.values() {
+            spans
+                .entry((x.company.clone(), x.tracker.clone()))
+                .or_default()
+                .push((x.start, x.end.min(now)));
+        }
+        s.peaks = spans
+            .into_iter()
+            .map(|(key, spans)| (key, HourlyPeaks::of(spans)))
+            .collect();
         s.pools.clear();
         tracing::info!(
             sessions = s.sessions.len(),
@@ -318,6 +330,8 @@ impl Dni {
             });
         };
         let number = entry.numbers[got.number].clone();
+        let live = entry.pool.live_sessions(now);
+        s.peaks.entry(key.clone()).or_default().record(now, live);
         let mut writes = Vec::with_capacity(2);
         if let Some(evicted) = got.evicted {
             if let Some(e) = s.sessions.get_mut(&evicted) {
@@ -480,7 +494,6 @@ impl Dni {
         now: DateTime<Utc>,
     ) -> Vec<PoolHealth> {
         let mut s = self.lock();
-        let window_start = now - Duration::days(HEALTH_WINDOW_DAYS);
         let mut out = Vec::new();
         for company in config
             .companies
@@ -493,14 +506,7 @@ impl Dni {
                 .filter(|t| t.kind == TrackerKind::Session)
             {
                 let key = (company.slug.clone(), tracker.name.clone());
-                let peak = dni::peak_concurrent(
-                    s.sessions
-                        .values()
-                        .filter(|x| {
-                            x.company == key.0 && x.tracker == key.1 && x.end > window_start
-                        })
-                        .map(|x| (x.start.max(window_start), x.end.min(now))),
-                );
+                let peak = s.peaks.get(&key).map_or(0, |p| p.peak(now));
                 let counters = s.counters.get(&key).copied().unwrap_or_default();
                 let Some(entry) = s.pool(config, &key, now) else {
                     continue;

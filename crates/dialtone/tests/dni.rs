@@ -348,6 +348,12 @@ async fn the_session_api_refuses_what_it_should_and_survives_a_restart() {
     // The pool is now exhausted: the next visitor shares, and says so.
     let (_, shared) = start_session(&server, ad_visit(Some("visitor-fifth")), &allowed).await;
     assert_eq!(shared["shared"], true, "{shared}");
+    // Five visitors on four numbers: the pool says it needs more.
+    let (_, pools) = server.api("/api/v1/dni/pools", Some(demo::API_KEY)).await;
+    let pool = &pools["pools"][0];
+    assert_eq!(pool["peak_concurrent_sessions"], 5, "{pools}");
+    assert_eq!(pool["recommended_pool_size"], 7, "{pools}");
+    assert_eq!(pool["shared_allocations"], 1, "{pools}");
 
     // Release ends the lease.
     let res = reqwest::Client::new()
