@@ -19,8 +19,10 @@ use dialtone_core::monitor::{DialedCall, Monitor, Monitoring, Raised};
 
 use crate::telemetry::{ALERTS, DIAL_LEGS, DIAL_SETUP_WAIT, DIALED_CALLS, POST_DIAL_DELAY};
 
-/// Seconds a dial's request time is remembered for its legs' callbacks.
-const ASKED_TTL_S: f64 = 300.0;
+/// Seconds a call's dial is remembered for its legs' callbacks and its final status: long
+/// enough for a long conversation, so answered calls are counted in the connect rate when they
+/// end (a short memory would count only the short calls: the abandoned and unanswered ones).
+const ASKED_TTL_S: f64 = 4.0 * 3600.0;
 /// Dials remembered at most (memory stays bounded at any call rate).
 const ASKED_MAX: usize = 100_000;
 /// Legs waiting more than this are in the carrier's queue, for the estimator (the speech before
