@@ -165,3 +165,47 @@ async fn bad_backup_rules_are_refused_with_a_reason() {
         assert!(err.contains(reason), "{args:?}: {err}");
     }
 }
+
+/// The seed's backup routing lost tracking. Here a website visitor's call that an operator sent
+/// to backup routing still rings the primary number *and* is attributed to the visit.
+#[tokio::test]
+async fn calls_in_backup_routing_keep_their_website_attribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(dir.path(), MONDAY_MORNING);
+    let session: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/dni/v1/sessions", server.url))
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0")
+        .body(r#"{"company":"acme-plumbing","landing_url":"https://acme.example/?gclid=G&utm_term=leak+repair"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let number = session["number"]
+        .as_str()
+        .expect("a pool number")
+        .to_owned();
+    let (code, _, err) = backup(
+        &server,
+        &[
+            "on",
+            "--company",
+            "acme-plumbing",
+            "--reason",
+            "carrier queueing",
+            "--for",
+            "30m",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let twiml = voice(&server, 40, &number).await;
+    assert!(twiml.contains("<Number>+14045550111</Number>"), "{twiml}");
+    let call = server.call(&sid("CA", 40)).await;
+    assert_eq!(call["routing"], "backup", "{call}");
+    assert_eq!(call["source"], "Google Ads");
+    assert_eq!(call["keywords"], "leak repair");
+    assert_eq!(call["gclid"], "G");
+    assert_eq!(call["attribution"]["confidence"], "certain");
+}
