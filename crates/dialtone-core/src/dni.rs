@@ -656,6 +656,16 @@ impl Pool {
 
 /// The most leases live at one instant among `spans` (start inclusive, end exclusive).
 pub fn peak_concurrent(spans: impl IntoIterator<Item = (DateTime<Utc>, DateTime<Utc>)>) -> usize {
+    live_at_starts(spans)
+        .map(|(_, live)| live)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Sweeps leases in time order: at each lease's start, how many are live (it included).
+fn live_at_starts(
+    spans: impl IntoIterator<Item = (DateTime<Utc>, DateTime<Utc>)>,
+) -> impl Iterator<Item = (DateTime<Utc>, usize)> {
     let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
     for (start, end) in spans {
         if end > start {
@@ -666,12 +676,11 @@ pub fn peak_concurrent(spans: impl IntoIterator<Item = (DateTime<Utc>, DateTime<
     // Ends sort before starts at the same instant: a lease that ends as another starts frees its
     // number for it.
     edges.sort_unstable();
-    let (mut live, mut peak) = (0i32, 0i32);
-    for (_, d) in edges {
+    let mut live = 0i32;
+    edges.into_iter().filter_map(move |(at, d)| {
         live += d;
-        peak = peak.max(live);
-    }
-    peak as usize
+        (d > 0).then_some((at, live as usize))
+    })
 }
 
 /// The most sessions a pool had live at once, hour by hour, kept as allocations happen so a
@@ -722,21 +731,9 @@ impl HourlyPeaks {
 
     /// The peaks of a history of leases (start inclusive, end exclusive), as if recorded live.
     pub fn of(spans: impl IntoIterator<Item = (DateTime<Utc>, DateTime<Utc>)>) -> Self {
-        let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
-        for (start, end) in spans {
-            if end > start {
-                edges.push((start, 1));
-                edges.push((end, -1));
-            }
-        }
-        edges.sort_unstable();
         let mut peaks = Self::default();
-        let mut live = 0i32;
-        for (at, d) in edges {
-            live += d;
-            if d > 0 {
-                peaks.record(at, live as usize);
-            }
+        for (at, live) in live_at_starts(spans) {
+            peaks.record(at, live);
         }
         peaks
     }

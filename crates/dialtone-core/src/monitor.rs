@@ -10,7 +10,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::admission::SetupLimit;
-use crate::detect::{Baseline, BurnRateAlert, Cusum, Ewma, PAGE_RULES, Threshold, time_to_limit};
+use crate::detect::{
+    Baseline, BurnRateAlert, BurnRule, Cusum, Ewma, PAGE_RULES, Threshold, time_to_limit,
+};
 
 /// An alert to raise: its kind, what to tell a person, and the number it is about.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,55 +146,30 @@ impl Drift {
     fn close(&mut self, mean: f64) -> Option<Drifted> {
         self.last = Some(mean);
         if let Some(recent) = &mut self.rolling {
-            let found = Baseline::of(recent.make_contiguous())
-                .filter(|_| recent.len() >= SUDDEN_SHIFT_BASELINE_WINDOWS)
-                .map(|b| Baseline {
-                    sd: b.sd.max(self.sd_floor),
-                    ..b
-                })
-                .and_then(|b| {
-                    let z = match self.worse {
-                        Worse::Up => b.z(mean),
-                        Worse::Down => -b.z(mean),
-                    };
-                    let change = match self.worse {
-                        Worse::Up => mean - b.mean,
-                        Worse::Down => b.mean - mean,
-                    };
-                    (z > self.threshold.limit && change > self.worth).then_some(Drifted {
-                        mean,
-                        baseline: b.mean,
-                        detector: "3σ threshold",
-                    })
-                });
+            let baseline = Baseline::of(recent.make_contiguous())
+                .filter(|_| recent.len() >= SUDDEN_SHIFT_BASELINE_WINDOWS);
             recent.push_back(mean);
             if recent.len() > SUDDEN_SHIFT_BASELINE_WINDOWS {
                 recent.pop_front();
             }
-            return found;
+            let (b, z) = self.standardise(baseline?, mean);
+            return (z > self.threshold.limit)
+                .then(|| self.worth_telling(b, mean, "3σ threshold"))
+                .flatten();
         }
         let Some(b) = self.baseline else {
             self.warmup.push(mean);
             if self.warmup.len() >= WARMUP_WINDOWS {
-                self.baseline = Baseline::of(&self.warmup).map(|b| Baseline {
-                    sd: b.sd.max(self.sd_floor),
-                    ..b
-                });
+                self.baseline = Baseline::of(&self.warmup).map(|b| self.standardise(b, mean).0);
             }
             return None;
         };
-        let z = match self.worse {
-            Worse::Up => b.z(mean),
-            Worse::Down => -b.z(mean),
-        };
-        // Every detector sees every window, so each keeps its own statistic.
+        let (b, z) = self.standardise(b, mean);
+        // Every detector sees every window, so each keeps its own statistic. The threshold and
+        // EWMA are two-sided: their alarms count when the window points the bad way.
         let sudden = self.threshold.push(z) && z > 0.0;
         let cusum = self.cusum.push(z);
-        let ewma = self.ewma.push(z) && self.ewma_pointing_worse(z);
-        let change = match self.worse {
-            Worse::Up => mean - b.mean,
-            Worse::Down => b.mean - mean,
-        };
+        let ewma = self.ewma.push(z) && z > 0.0;
         let detector = if sudden {
             "3σ threshold"
         } else if cusum {
@@ -202,17 +179,46 @@ impl Drift {
         } else {
             return None;
         };
+        self.worth_telling(b, mean, detector)
+    }
+
+    /// The baseline with its spread floored, and `mean` standardised against it the bad way up.
+    fn standardise(&self, b: Baseline, mean: f64) -> (Baseline, f64) {
+        let b = Baseline {
+            sd: b.sd.max(self.sd_floor),
+            ..b
+        };
+        let z = match self.worse {
+            Worse::Up => b.z(mean),
+            Worse::Down => -b.z(mean),
+        };
+        (b, z)
+    }
+
+    /// A drift found by `detector`, if `mean` moved from the baseline by more than is worth a
+    /// person's attention.
+    fn worth_telling(&self, b: Baseline, mean: f64, detector: &'static str) -> Option<Drifted> {
+        let change = match self.worse {
+            Worse::Up => mean - b.mean,
+            Worse::Down => b.mean - mean,
+        };
         (change > self.worth).then_some(Drifted {
             mean,
             baseline: b.mean,
             detector,
         })
     }
+}
 
-    /// EWMA is two-sided: an alarm counts when the sample that tripped it points the bad way.
-    fn ewma_pointing_worse(&self, z: f64) -> bool {
-        z > 0.0
-    }
+/// The message of a burn-rate alert on the objective that `slo` of `what` go well.
+fn burning(what: &str, slo: f64, rule: &BurnRule) -> String {
+    format!(
+        "{what}: burning the {:.0} % objective's error budget {:.0} x too fast (last {:.0} min and {:.0} min)",
+        slo * 100.0,
+        rule.burn_rate,
+        rule.long_s / 60.0,
+        rule.short_s / 60.0
+    )
 }
 
 /// What became of a call that dialed.
@@ -375,12 +381,10 @@ impl Monitor {
         let mut raised = Vec::new();
         self.setup_burn.record(now, wait <= SETUP_SLO_S);
         if let Some(rule) = self.setup_burn.firing(now).filter(|_| self.drift()) {
-            let message = format!(
-                "legs set up within {SETUP_SLO_S:.0} s: burning the {:.0} % objective's error budget {:.0} x too fast (last {:.0} min and {:.0} min)",
-                SETUP_SLO * 100.0,
-                rule.burn_rate,
-                rule.long_s / 60.0,
-                rule.short_s / 60.0
+            let message = burning(
+                &format!("legs set up within {SETUP_SLO_S:.0} s"),
+                SETUP_SLO,
+                &rule,
             );
             self.raise(&mut raised, "setup_slo_burn", now, message, rule.burn_rate);
         }
@@ -412,13 +416,7 @@ impl Monitor {
         let mut raised = Vec::new();
         self.connect_burn.record(now, call.rang);
         if let Some(rule) = self.connect_burn.firing(now).filter(|_| self.drift()) {
-            let message = format!(
-                "dialed calls reaching a ringing phone: burning the {:.0} % objective's error budget {:.0} x too fast (last {:.0} min and {:.0} min)",
-                CONNECT_SLO * 100.0,
-                rule.burn_rate,
-                rule.long_s / 60.0,
-                rule.short_s / 60.0
-            );
+            let message = burning("dialed calls reaching a ringing phone", CONNECT_SLO, &rule);
             self.raise(
                 &mut raised,
                 "connect_slo_burn",

@@ -13,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use chrono::{DateTime, Utc};
 use dialtone_core::admission::DialShape;
 use dialtone_core::backup::{Admit, Change};
 use dialtone_core::config::{CarrierAccount, Company, Config, TrackerKind, TrackerRef};
@@ -161,6 +162,7 @@ fn received(
     config: &Config,
     t: &TrackerRef<'_>,
     call: &CallParams,
+    now: DateTime<Utc>,
     answer: Answer,
 ) -> event::CallReceived {
     let mut received = event::CallReceived::to_tracker(
@@ -173,10 +175,7 @@ fn received(
         answer,
     );
     if t.tracker.kind == TrackerKind::Session {
-        received.attribution = state
-            .dni
-            .attribute(config, t, &call.to, state.clock.now())
-            .map(Box::new);
+        received.attribution = state.dni.attribute(config, t, &call.to, now).map(Box::new);
     }
     received.first_call = Some(state.callers.first_call(&t.company.slug, &call.from));
     received
@@ -221,14 +220,16 @@ async fn durable_then(
         return backup(state, endpoint, since, call_sid, company, reason.into());
     }
     let result = tokio::time::timeout(DURABILITY_BUDGET, state.store.append(batch)).await;
-    let change = lock(&state.call_log_breaker).record(now, matches!(result, Ok(Ok(()))));
+    let (change, failures, cool_down_s) = {
+        let mut breaker = lock(&state.call_log_breaker);
+        let change = breaker.record(now, matches!(result, Ok(Ok(()))));
+        (change, breaker.after_failures, breaker.cool_down_s)
+    };
     match change {
         Some(Change::Opened) => state.admission.notify(
             "backup_policy",
             format!(
-                "the call log failed {} times in a row: calls go straight to backup routing (their primary numbers) for {} s at a time until it recovers",
-                state.call_log_breaker_settings().0,
-                state.call_log_breaker_settings().1
+                "the call log failed {failures} times in a row: calls go straight to backup routing (their primary numbers) for {cool_down_s} s at a time until it recovers"
             ),
             now,
         ),
@@ -354,89 +355,65 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         .await;
     };
     let rules = state.backup_rules.load();
-    if let Some(rule) = dialtone_core::backup::rule_for(
+    let rule = dialtone_core::backup::rule_for(
         &rules,
         &req.config,
         t.company,
         &t.tracker.name,
         &call.call_sid,
         now,
-    ) {
+    );
+    let (answer, doc, turns) = match rule {
         // An operator sent these calls to backup: still tracked and logged, not routed.
-        metrics::counter!(CALLS_RECEIVED, "routing" => "backup_rule").increment(1);
-        let primary = &t.company.primary_number;
-        let event = Event {
-            call_sid: call.call_sid.clone(),
-            at: now,
-            body: EventBody::CallReceived(received(
-                &state,
-                &req.config,
-                &t,
-                &call,
-                Answer {
-                    answered_at: Some(now),
-                    dialed: vec![primary.to_string()],
-                    routing: Some(Routing::Backup),
-                    reason: Some(format!("backup rule {}: {}", rule.id, rule.reason)),
-                    ..Default::default()
-                },
-            )),
-        };
-        let batch = Batch {
-            events: vec![event],
-            turns: vec![],
-            ..Default::default()
-        };
-        let doc = engine::backup(primary);
-        return durable_then(
-            &state,
-            "voice",
-            req.received,
-            &call.call_sid,
-            batch,
-            &doc,
-            Some(t.company),
-        )
-        .await;
-    }
-    let shaper = state.admission.for_call(
-        t.carrier,
-        req.config.degrade(t.company),
-        req.config.admission.degrade,
-        now,
-    );
-    let engine_call = Call {
-        company: t.company,
-        flow: t.flow,
-        tracking_number: &call.to,
-        now,
-        admission: &shaper,
+        Some(rule) => {
+            metrics::counter!(CALLS_RECEIVED, "routing" => "backup_rule").increment(1);
+            let primary = &t.company.primary_number;
+            let answer = Answer {
+                answered_at: Some(now),
+                dialed: vec![primary.to_string()],
+                routing: Some(Routing::Backup),
+                reason: Some(format!("backup rule {}: {}", rule.id, rule.reason)),
+                ..Default::default()
+            };
+            (answer, engine::backup(primary), vec![])
+        }
+        None => {
+            let shaper = state.admission.for_call(
+                t.carrier,
+                req.config.degrade(t.company),
+                req.config.admission.degrade,
+                now,
+            );
+            let engine_call = Call {
+                company: t.company,
+                flow: t.flow,
+                tracking_number: &call.to,
+                now,
+                admission: &shaper,
+            };
+            let outcome = engine::start(&engine_call, &state.links, &state.turns);
+            state.admission.dialed(
+                t.carrier,
+                &t.company.slug,
+                &call.call_sid,
+                now,
+                engine::seconds_before_dial(&outcome.response).unwrap_or(0.0),
+                outcome.dialed.len(),
+                outcome.degraded.is_some(),
+            );
+            metrics::counter!(CALLS_RECEIVED, "routing" => "normal").increment(1);
+            let answer = answer_of(&outcome, &state);
+            (answer, outcome.response, outcome.turn.into_iter().collect())
+        }
     };
-    let outcome = engine::start(&engine_call, &state.links, &state.turns);
-    state.admission.dialed(
-        t.carrier,
-        &t.company.slug,
-        &call.call_sid,
-        now,
-        engine::seconds_before_dial(&outcome.response).unwrap_or(0.0),
-        outcome.dialed.len(),
-        outcome.degraded.is_some(),
-    );
-    metrics::counter!(CALLS_RECEIVED, "routing" => "normal").increment(1);
     let event = Event {
         call_sid: call.call_sid.clone(),
         at: now,
-        body: EventBody::CallReceived(received(
-            &state,
-            &req.config,
-            &t,
-            &call,
-            answer_of(&outcome, &state),
-        )),
+        body: EventBody::CallReceived(received(&state, &req.config, &t, &call, now, answer)),
     };
     let batch = Batch {
         events: vec![event],
-        turns: outcome.turn.clone().into_iter().collect(),
+        turns,
         ..Default::default()
     };
     durable_then(
@@ -445,7 +422,7 @@ async fn voice(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         req.received,
         &call.call_sid,
         batch,
-        &outcome.response,
+        &doc,
         Some(t.company),
     )
     .await
@@ -665,11 +642,8 @@ async fn status(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         Err(e) => return bad_request(e),
     };
     let now = state.clock.now();
-    let status = cb.call.call_status.as_str();
-    if matches!(
-        status,
-        "completed" | "busy" | "failed" | "no-answer" | "canceled"
-    ) && let Some(carrier) = req.config.carrier_by_sid(&cb.call.account_sid)
+    if cb.call.call_status.is_final()
+        && let Some(carrier) = req.config.carrier_by_sid(&cb.call.account_sid)
     {
         state.admission.call_ended(carrier, &cb.call.call_sid, now);
     }
@@ -707,10 +681,7 @@ async fn leg(State(state): State<Arc<AppState>>, req: Signed) -> Response {
             _ => {}
         }
     }
-    if matches!(
-        status,
-        "completed" | "busy" | "failed" | "no-answer" | "canceled"
-    ) {
+    if cb.call.call_status.is_final() {
         metrics::counter!(LEGS, "status" => status.to_owned()).increment(1);
         if let Some(carrier) = carrier {
             state.admission.leg_ended(carrier, &cb.call.call_sid);

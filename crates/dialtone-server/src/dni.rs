@@ -264,8 +264,8 @@ impl Dni {
         let previous = known
             .as_ref()
             .and_then(|x| s.visitors.get(x).copied())
-            .and_then(|id| s.sessions.get(&id).map(|p| (id, p.clone())))
-            .filter(|(_, p)| p.company == company.slug);
+            .and_then(|id| s.sessions.get(&id).cloned())
+            .filter(|p| p.company == company.slug);
         let session_trackers = company
             .trackers
             .iter()
@@ -277,7 +277,7 @@ impl Dni {
         let kept = previous
             .as_ref()
             .filter(|_| visit.is_direct())
-            .and_then(|(_, p)| {
+            .and_then(|p| {
                 company
                     .trackers
                     .iter()
@@ -311,8 +311,8 @@ impl Dni {
         let visitor = known.unwrap_or_else(|| s.random_hex(11));
         let prefer = previous
             .as_ref()
-            .filter(|(_, p)| p.tracker == tracker.name)
-            .and_then(|(_, p)| tracker.numbers.iter().position(|n| *n == p.number));
+            .filter(|p| p.tracker == tracker.name)
+            .and_then(|p| tracker.numbers.iter().position(|n| *n == p.number));
         let id = s.next_id.max(1);
         s.next_id = id + 1;
         let key = (company.slug.clone(), tracker.name.clone());

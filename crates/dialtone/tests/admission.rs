@@ -18,18 +18,7 @@ fn slow_carrier() -> String {
 #[tokio::test]
 async fn simulcalls_are_shaped_when_the_carriers_queue_would_delay_callers() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("slow.toml");
-    std::fs::write(&config, slow_carrier()).unwrap();
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--demo",
-            "--config",
-            config.to_str().unwrap(),
-            "--clock-start",
-            MONDAY_MORNING,
-        ],
-    );
+    let server = Server::with_config(dir.path(), &slow_carrier(), MONDAY_MORNING);
     // Three calls to the simulcall line within a second or two.
     let mut shapes = Vec::new();
     for n in 1..=3 {
@@ -62,12 +51,7 @@ async fn simulcalls_are_shaped_when_the_carriers_queue_would_delay_callers() {
         "four legs asked for, one every 0.22 s: {queue}"
     );
 
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("dialtone_degraded_calls_total 2"),
         "{metrics}"
@@ -81,22 +65,8 @@ async fn simulcalls_are_shaped_when_the_carriers_queue_would_delay_callers() {
 #[tokio::test]
 async fn without_a_limit_or_with_degrading_off_every_leg_is_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("off.toml");
-    std::fs::write(
-        &config,
-        format!("[admission]\ndegrade = false\n\n{}", slow_carrier()),
-    )
-    .unwrap();
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--demo",
-            "--config",
-            config.to_str().unwrap(),
-            "--clock-start",
-            MONDAY_MORNING,
-        ],
-    );
+    let config = format!("[admission]\ndegrade = false\n\n{}", slow_carrier());
+    let server = Server::with_config(dir.path(), &config, MONDAY_MORNING);
     for n in 1..=3 {
         let call_sid = sid("CA", 0xae00 + n);
         let twiml = server.voice(&call_sid, "+14045550100").await;
@@ -131,25 +101,11 @@ async fn an_unknown_limit_is_read_from_leg_starts_and_alerted_to_the_api_and_the
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hooked.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[admission]\nalert_webhook = \"{hook}\"\n\n{}",
-            demo::CONFIG
-        ),
-    )
-    .unwrap();
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--demo",
-            "--config",
-            config.to_str().unwrap(),
-            "--clock-start",
-            MONDAY_MORNING,
-        ],
+    let config = format!(
+        "[admission]\nalert_webhook = \"{hook}\"\n\n{}",
+        demo::CONFIG
     );
+    let server = Server::with_config(dir.path(), &config, MONDAY_MORNING);
     let calls: Vec<String> = (1..=12).map(|n| sid("CA", 0xaf00 + n)).collect();
     for call_sid in &calls {
         server.voice(call_sid, "+14045550100").await;
@@ -219,25 +175,11 @@ async fn an_unknown_limit_is_read_from_leg_starts_and_alerted_to_the_api_and_the
 #[tokio::test]
 async fn a_dial_that_would_pass_the_concurrency_cap_asks_for_the_primary_only() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("capped.toml");
-    std::fs::write(
-        &config,
-        demo::CONFIG.replace(
-            "auth_token = \"demo-auth-token\"\n",
-            "auth_token = \"demo-auth-token\"\nconcurrent_calls = 3\n",
-        ),
-    )
-    .unwrap();
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--demo",
-            "--config",
-            config.to_str().unwrap(),
-            "--clock-start",
-            MONDAY_MORNING,
-        ],
+    let config = demo::CONFIG.replace(
+        "auth_token = \"demo-auth-token\"\n",
+        "auth_token = \"demo-auth-token\"\nconcurrent_calls = 3\n",
     );
+    let server = Server::with_config(dir.path(), &config, MONDAY_MORNING);
     let (office, mobile) = ("+14045550111", "+14045550112");
     // The first call rings both phones, and both legs come up.
     let first = sid("CA", 0xc0c0_0001);

@@ -64,18 +64,7 @@ async fn end_call(server: &Server, call_sid: &str, to: &str, status: &str) {
 #[tokio::test]
 async fn keys_are_required_and_accounts_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("two.toml");
-    std::fs::write(&config, two_accounts()).unwrap();
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--demo",
-            "--config",
-            config.to_str().unwrap(),
-            "--clock-start",
-            MONDAY_MORNING,
-        ],
-    );
+    let server = Server::with_config(dir.path(), &two_accounts(), MONDAY_MORNING);
     let (code, _, err) = run(&[
         "keys",
         "create",

@@ -172,16 +172,15 @@ async fn bad_backup_rules_are_refused_with_a_reason() {
 async fn calls_in_backup_routing_keep_their_website_attribution() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::demo(dir.path(), MONDAY_MORNING);
-    let session: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/dni/v1/sessions", server.url))
-        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0")
-        .body(r#"{"company":"acme-plumbing","landing_url":"https://acme.example/?gclid=G&utm_term=leak+repair"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, session) = server
+        .dni_session(
+            serde_json::json!({
+                "company": "acme-plumbing",
+                "landing_url": "https://acme.example/?gclid=G&utm_term=leak+repair",
+            }),
+            &[],
+        )
+        .await;
     let number = session["number"]
         .as_str()
         .expect("a pool number")

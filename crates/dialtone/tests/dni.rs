@@ -20,7 +20,6 @@ const POOL: [&str; 4] = [
     "+14045550204",
 ];
 const ADS_QUERY: &str = "utm_source=google&utm_medium=cpc&utm_term=emergency+plumber&gclid=X";
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 /// The landing page a customer would build: the demo company's number written five ways and in
 /// a `tel:` link, one more added after load, and the snippet from dialtone.
@@ -207,20 +206,6 @@ async fn the_snippet_swaps_numbers_in_chromium_and_the_call_is_attributed() {
     assert_eq!(pool["peak_concurrent_sessions"], 2);
 }
 
-async fn start_session(server: &Server, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{}/dni/v1/sessions", server.url))
-        .header("content-type", "text/plain;charset=UTF-8")
-        .header("user-agent", BROWSER)
-        .body(body.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = req.send().await.expect("request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 fn ad_visit(visitor: Option<&str>) -> Value {
     json!({
         "company": "acme-plumbing",
@@ -237,12 +222,9 @@ async fn the_session_api_refuses_what_it_should_and_survives_a_restart() {
     let allowed = [("origin", "http://127.0.0.1:4000")];
 
     // CORS: the company's origins only, and the answer names the origin.
-    let (status, body) = start_session(
-        &server,
-        ad_visit(None),
-        &[("origin", "https://evil.example")],
-    )
-    .await;
+    let (status, body) = server
+        .dni_session(ad_visit(None), &[("origin", "https://evil.example")])
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(
         body["error"]
@@ -282,13 +264,15 @@ async fn the_session_api_refuses_what_it_should_and_survives_a_restart() {
             400,
         ),
     ] {
-        let (status, res) = start_session(&server, body.clone(), &allowed).await;
+        let (status, res) = server.dni_session(body.clone(), &allowed).await;
         assert_eq!(status, want, "{body} -> {res}");
         assert!(res["error"].is_string(), "{res}");
     }
 
     // A session: the number, the lease, a keepalive, a resume from the next page.
-    let (status, first) = start_session(&server, ad_visit(Some("visitor-alice-1")), &allowed).await;
+    let (status, first) = server
+        .dni_session(ad_visit(Some("visitor-alice-1")), &allowed)
+        .await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["swap"], true);
     assert_eq!(first["lease_s"], 1200);
@@ -331,22 +315,21 @@ async fn the_session_api_refuses_what_it_should_and_survives_a_restart() {
         "session_id": session,
         "landing_url": "https://acme.example/contact",
     });
-    let (status, resumed) = start_session(&server, next_page, &allowed).await;
+    let (status, resumed) = server.dni_session(next_page, &allowed).await;
     assert_eq!(status, 200, "{resumed}");
     assert_eq!(resumed["resumed"], true);
     assert_eq!(resumed["number"], number.as_str());
     for i in 0..3 {
-        let (_, other) = start_session(
-            &server,
-            ad_visit(Some(&format!("visitor-other-{i}"))),
-            &allowed,
-        )
-        .await;
+        let (_, other) = server
+            .dni_session(ad_visit(Some(&format!("visitor-other-{i}"))), &allowed)
+            .await;
         assert_ne!(other["number"], number.as_str(), "{other}");
         assert_eq!(other["shared"], false);
     }
     // The pool is now exhausted: the next visitor shares, and says so.
-    let (_, shared) = start_session(&server, ad_visit(Some("visitor-fifth")), &allowed).await;
+    let (_, shared) = server
+        .dni_session(ad_visit(Some("visitor-fifth")), &allowed)
+        .await;
     assert_eq!(shared["shared"], true, "{shared}");
     // Five visitors on four numbers: the pool says it needs more.
     let (_, pools) = server.api("/api/v1/dni/pools", Some(demo::API_KEY)).await;
@@ -375,8 +358,9 @@ async fn the_session_api_refuses_what_it_should_and_survives_a_restart() {
     // One address cannot drain a pool: after the burst (10 by default) it is told to wait.
     let mut limited = None;
     for i in 0..20 {
-        let (status, body) =
-            start_session(&server, ad_visit(Some(&format!("flood-{i:04}"))), &allowed).await;
+        let (status, body) = server
+            .dni_session(ad_visit(Some(&format!("flood-{i:04}"))), &allowed)
+            .await;
         if status == 429 {
             limited = Some((i, body));
             break;
@@ -411,8 +395,9 @@ async fn concurrent_visitors_never_share_a_pool_that_has_room() {
     for i in 0..40 {
         let server = server.clone();
         tasks.push(tokio::spawn(async move {
-            let (status, body) =
-                start_session(&server, ad_visit(Some(&format!("concurrent-{i:03}"))), &[]).await;
+            let (status, body) = server
+                .dni_session(ad_visit(Some(&format!("concurrent-{i:03}"))), &[])
+                .await;
             assert_eq!(status, 200, "{body}");
             body["number"].as_str().expect("number").to_owned()
         }));

@@ -55,12 +55,7 @@ async fn metrics_pass_promtool_and_carry_no_phone_numbers() {
         403
     );
 
-    let text = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     assert!(
         text.contains("dialtone_webhook_duration_seconds_bucket{endpoint=\"voice\""),
         "{text}"

@@ -5,6 +5,18 @@ mod common;
 
 use common::*;
 
+/// `dialtone reconcile --cdr CDR --demo --database DATABASE`.
+fn reconcile(cdr: &std::path::Path, database: &str) -> (i32, String, String) {
+    run(&[
+        "reconcile",
+        "--cdr",
+        cdr.to_str().unwrap(),
+        "--demo",
+        "--database",
+        database,
+    ])
+}
+
 #[tokio::test]
 async fn the_carriers_records_are_recovered_once_and_attributed() {
     let dir = tempfile::tempdir().unwrap();
@@ -42,17 +54,7 @@ async fn the_carriers_records_are_recovered_once_and_attributed() {
 
     let db = dir.path().join("dialtone.db");
     let database = format!("sqlite://{}", db.display());
-    let reconcile = || {
-        run(&[
-            "reconcile",
-            "--cdr",
-            cdr.to_str().unwrap(),
-            "--demo",
-            "--database",
-            &database,
-        ])
-    };
-    let (code, out, err) = reconcile();
+    let (code, out, err) = reconcile(&cdr, &database);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!(
@@ -63,7 +65,7 @@ async fn the_carriers_records_are_recovered_once_and_attributed() {
         "{out}"
     );
     // Again: nothing new.
-    let (code, out, err) = reconcile();
+    let (code, out, err) = reconcile(&cdr, &database);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!(
@@ -112,14 +114,7 @@ fn lines_that_are_not_call_records_are_named_and_the_rest_are_reconciled() {
         .replace("abc", "abd");
     std::fs::write(&cdr, format!("{good}\n{{\"sid\": 3}}\n\n{untracked}\n")).unwrap();
     let database = format!("sqlite://{}", dir.path().join("d.db").display());
-    let (code, out, err) = run(&[
-        "reconcile",
-        "--cdr",
-        cdr.to_str().unwrap(),
-        "--demo",
-        "--database",
-        &database,
-    ]);
+    let (code, out, err) = reconcile(&cdr, &database);
     assert_ne!(code, 0);
     assert!(err.contains("cdr.jsonl:2: not a call record"), "{err}");
     assert!(
@@ -139,22 +134,15 @@ fn lines_that_are_not_call_records_are_named_and_the_rest_are_reconciled() {
 async fn recovered_calls_to_pool_numbers_find_their_website_visitor() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::demo(dir.path(), MONDAY_MORNING);
-    let session: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/dni/v1/sessions", server.url))
-        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0")
-        .body(
+    let (_, session) = server
+        .dni_session(
             serde_json::json!({
                 "company": "acme-plumbing",
                 "landing_url": "https://acme.example/?utm_source=google&utm_medium=cpc&utm_term=burst+pipe&gclid=Z",
-            })
-            .to_string(),
+            }),
+            &[],
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     let number = session["number"]
         .as_str()
         .expect("a pool number")
@@ -182,14 +170,7 @@ async fn recovered_calls_to_pool_numbers_find_their_website_visitor() {
     )
     .unwrap();
     let database = format!("sqlite://{}", dir.path().join("dialtone.db").display());
-    let (code, out, err) = run(&[
-        "reconcile",
-        "--cdr",
-        cdr.to_str().unwrap(),
-        "--demo",
-        "--database",
-        &database,
-    ]);
+    let (code, out, err) = reconcile(&cdr, &database);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("2 recovered (0 legs, 1 attributed to website visitors)"),

@@ -16,6 +16,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_dialtone");
 pub const MONDAY_MORNING: &str = "2026-11-23T10:00:00-05:00";
 pub const SATURDAY: &str = "2026-11-28T10:00:00-05:00";
 pub const CALLER: &str = "+17705550123";
+/// A browser's user agent (DNI gives crawlers the website number).
+pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 pub struct Server {
     child: Child,
@@ -27,6 +29,18 @@ impl Server {
     /// `dialtone serve --demo` on a random port, with the clock at `clock_start`.
     pub fn demo(dir: &Path, clock_start: &str) -> Server {
         Self::start(dir, &["--demo", "--clock-start", clock_start])
+    }
+
+    /// `dialtone serve --demo` with the configuration `config` (written to `dir`), the clock at
+    /// `clock_start`.
+    pub fn with_config(dir: &Path, config: &str, clock_start: &str) -> Server {
+        let file = dir.join("dialtone.toml");
+        std::fs::write(&file, config).expect("write the configuration");
+        let file = file.to_str().expect("a UTF-8 path").to_owned();
+        Self::start(
+            dir,
+            &["--demo", "--config", &file, "--clock-start", clock_start],
+        )
     }
 
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
@@ -137,6 +151,32 @@ impl Server {
     /// How many numbers an inbound call to `to` rings at once.
     pub async fn numbers_dialed(&self, call_sid: &str, to: &str) -> usize {
         self.voice(call_sid, to).await.matches("<Number").count()
+    }
+
+    /// A DNI session request as the snippet sends it (text/plain JSON, a browser's user agent),
+    /// with `headers` added.
+    pub async fn dni_session(&self, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/dni/v1/sessions", self.url))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("user-agent", BROWSER)
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     pub async fn api(&self, path: &str, key: Option<&str>) -> (u16, Value) {
