@@ -35,6 +35,9 @@ start() { # name, command... → sets URL_<name>, PID_<name>
   printf -v "URL_$name" '%s' "$url"; printf -v "PID_$name" '%s' "$pid"
 }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, in clock ticks
+# The same per group of threads: the call log's (SQLite writer and checkpointer, named
+# dialtone-sqlite-*) and everything else (HTTP workers). Threads that exited are in neither.
+cpu_log() { cat /proc/"$1"/task/*/stat 2>/dev/null | awk '/\(dialtone-sqlite/ { sub(/.*\) /, ""); n = split($0, f, " "); t += f[12] + f[13] } END { print t + 0 }'; }
 ticks=$(getconf CLK_TCK)
 
 config=()
@@ -61,19 +64,23 @@ results="$work/results.jsonl"
 closed() { # name → one JSON line
   local name=$1 url_var="URL_$1" pid_var="PID_$1"
   local before; before=$(cpu "${!pid_var}")
+  local log_before; log_before=$(cpu_log "${!pid_var}")
   local out; out=$(wrk -t2 -c$conns -d"${seconds}s" $(wrk_args "$url_var" "$name"))
   local after; after=$(cpu "${!pid_var}")
-  python3 - "$name" "$before" "$after" "$ticks" <<PY >>"$results"
+  local log_after; log_after=$(cpu_log "${!pid_var}")
+  python3 - "$name" "$before" "$after" "$ticks" "$log_before" "$log_after" <<PY >>"$results"
 import json, re, sys
 out = """$out"""
 name, before, after, ticks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+log = int(sys.argv[6]) - int(sys.argv[5])
 reqs = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 errors = re.search(r"Socket errors: .*", out)
 print(json.dumps({"mode": "closed", "server": name, "requests": reqs, "rps": rps,
                   "errors": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(0) if errors else None,
-                  "cpu_us_per_request": round((after - before) / ticks * 1e6 / max(reqs, 1), 2)}))
+                  "cpu_us_per_request": round((after - before) / ticks * 1e6 / max(reqs, 1), 2),
+                  "call_log_cpu_us_per_request": round(log / ticks * 1e6 / max(reqs, 1), 2)}))
 PY
 }
 fixed_rate() { # name → one JSON line
@@ -103,7 +110,8 @@ s = {
     "target": sys.argv[4],
     "database_options": sys.argv[3] or "synchronous=full (default)",
     "closed_loop_rps": {"bare": med("bare", "closed", "rps"), "dialtone": med("dialtone", "closed", "rps")},
-    "cpu_us_per_request": {"bare": med("bare", "closed", "cpu_us_per_request"), "dialtone": med("dialtone", "closed", "cpu_us_per_request")},
+    "cpu_us_per_request": {"bare": med("bare", "closed", "cpu_us_per_request"), "dialtone": med("dialtone", "closed", "cpu_us_per_request"),
+                           "dialtone_call_log": med("dialtone", "closed", "call_log_cpu_us_per_request")},
     "fixed_rate_latency_ms": {srv: {"p50": med(srv, "rate", "p50_ms"), "p99": med(srv, "rate", "p99_ms")} for srv in ("bare", "dialtone")},
     "errors": sum(r.get("errors", 0) for r in rows),
 }
@@ -111,7 +119,9 @@ s["throughput_ratio"] = round(s["closed_loop_rps"]["dialtone"] / s["closed_loop_
 json.dump({"summary": s, "runs": rows}, open(sys.argv[2], "w"), indent=2)
 print(f"database: {s['database_options']}")
 print(f"closed loop (median of rounds): bare {s['closed_loop_rps']['bare']:.0f} req/s, dialtone {s['closed_loop_rps']['dialtone']:.0f} req/s, ratio {s['throughput_ratio']:.2f}")
-print(f"server CPU per request: bare {s['cpu_us_per_request']['bare']:.1f} us, dialtone {s['cpu_us_per_request']['dialtone']:.1f} us")
+c = s["cpu_us_per_request"]
+print(f"server CPU per request: bare {c['bare']:.1f} us, dialtone {c['dialtone']:.1f} us "
+      f"(call log threads {c['dialtone_call_log']:.1f} us, HTTP workers and the rest {c['dialtone'] - c['dialtone_call_log']:.1f} us)")
 for srv in ("bare", "dialtone"):
     l = s["fixed_rate_latency_ms"][srv]
     print(f"fixed rate latency {srv}: p50 {l['p50']:.2f} ms, p99 {l['p99']:.2f} ms")

@@ -24,6 +24,25 @@ use crate::dni::{DniError, Started, Visiting};
 use crate::telemetry::DNI_SESSIONS;
 
 const SNIPPET: &str = include_str!("swap.js");
+
+/// The snippet as served: without its comment lines and indentation, which are a third of it and
+/// are read by people in the source, not by browsers. Line breaks stay (the script relies on them
+/// nowhere, but keeping them cannot change its meaning).
+fn served_snippet() -> &'static str {
+    static SERVED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SERVED.get_or_init(|| compact_js(SNIPPET))
+}
+
+fn compact_js(js: &str) -> String {
+    js.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .fold(String::with_capacity(js.len()), |mut out, l| {
+            out.push_str(l);
+            out.push('\n');
+            out
+        })
+}
 const MAX_BODY: usize = 8 * 1024;
 const MAX_URL: usize = 4096;
 
@@ -81,7 +100,7 @@ async fn swap_js(State(state): State<Arc<AppState>>, Query(q): Query<CompanyPara
         "website_number": company.website_number.as_ref().map(|n| n.as_str()),
         "cookie_domain": company.website.cookie_domain,
     });
-    let body = format!("{SNIPPET}({settings});\n");
+    let body = format!("{}({settings});\n", served_snippet().trim_end());
     (
         [
             (
@@ -553,4 +572,22 @@ setInterval(function () {{
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_snippet_drops_comment_lines_and_indentation_only() {
+        let js = "(function () {\n  // why\n  var a = \"http://x\"; // trailing\n\n    return a; /* kept */\n})";
+        assert_eq!(
+            compact_js(js),
+            "(function () {\nvar a = \"http://x\"; // trailing\nreturn a; /* kept */\n})\n"
+        );
+        let served = served_snippet();
+        assert!(served.len() * 10 < SNIPPET.len() * 8, "{}", served.len());
+        assert!(served.starts_with("(function (config) {"));
+        assert!(served.trim_end().ends_with("})"));
+    }
 }

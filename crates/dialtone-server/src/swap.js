@@ -47,10 +47,15 @@
   }
   var pattern = new RegExp("(^|[^\\d+])(" + body + ")(?!\\d)", "g");
 
+  // The new number's digits, national only when the website number is written nationally.
+  function digitsOf(to) {
+    var digits = to.replace(/\D/g, "");
+    return nanp && digits.length === 11 ? digits.slice(1) : digits;
+  }
+
   // Writes the new number's digits into the old one's shape, so the page's style is kept.
   function reshape(match, to) {
-    var digits = to.replace(/\D/g, "");
-    if (nanp && digits.length === 11) digits = digits.slice(1);
+    var digits = digitsOf(to);
     var out = match.split("");
     var j = digits.length - 1;
     for (var i = out.length - 1; i >= 0 && j >= 0; i--) {
@@ -84,6 +89,7 @@
       if (!node.parentNode || !SKIP[node.parentNode.nodeName]) texts.push(node);
     }
     for (var i = 0; i < texts.length; i++) swapIn(texts[i], to);
+    swapSplit(texts, to);
     var links = root.querySelectorAll ? root.querySelectorAll('a[href^="tel:"]') : [];
     var all = root.nodeType === 1 && root.matches && root.matches('a[href^="tel:"]') ? [root] : [];
     for (var k = 0; k < links.length; k++) all.push(links[k]);
@@ -91,6 +97,61 @@
       var href = all[m].getAttribute("href");
       var swapped = "tel:" + replaceIn(href.slice(4), to);
       if (swapped !== href) all[m].setAttribute("href", swapped);
+    }
+  }
+
+  // Elements that flow inside a line of text: a number may be split across them for styling,
+  // as in <b>(404)</b> <span>555-0199</span>. Anything else (a paragraph, a cell) ends a line.
+  var INLINE = {
+    A: 1, ABBR: 1, B: 1, BDI: 1, BDO: 1, CITE: 1, CODE: 1, DFN: 1, EM: 1, FONT: 1, I: 1, KBD: 1,
+    LABEL: 1, MARK: 1, Q: 1, S: 1, SAMP: 1, SMALL: 1, SPAN: 1, STRONG: 1, SUB: 1, SUP: 1,
+    TIME: 1, U: 1, VAR: 1
+  };
+
+  function lineOf(node) {
+    var p = node.parentNode;
+    while (p && p.nodeType === 1 && INLINE[p.nodeName]) p = p.parentNode;
+    return p;
+  }
+
+  // Numbers split across inline elements: runs of text nodes in one line are read as one text,
+  // and each digit of a match is rewritten in the node it is in, so the markup stays.
+  function swapSplit(texts, to) {
+    var i = 0;
+    while (i < texts.length) {
+      var line = lineOf(texts[i]);
+      var run = [texts[i++]];
+      while (i < texts.length && lineOf(texts[i]) === line) run.push(texts[i++]);
+      if (run.length > 1) swapAcross(run, to);
+    }
+  }
+
+  function swapAcross(run, to) {
+    var text = "", owner = [], offset = [], chars = [];
+    for (var k = 0; k < run.length; k++) {
+      var value = run[k].nodeValue;
+      chars.push(value.split(""));
+      for (var c = 0; c < value.length; c++) { owner.push(k); offset.push(c); }
+      text += value;
+    }
+    var digits = digitsOf(to);
+    var changed = false;
+    var m;
+    pattern.lastIndex = 0;
+    while ((m = pattern.exec(text))) {
+      var start = m.index + m[1].length, end = start + m[2].length;
+      // A match inside one node was already swapped there.
+      if (owner[start] === owner[end - 1]) continue;
+      var j = digits.length - 1;
+      for (var p = end - 1; p >= start && j >= 0; p--) {
+        var ch = text.charAt(p);
+        if (ch >= "0" && ch <= "9") { chars[owner[p]][offset[p]] = digits.charAt(j--); changed = true; }
+      }
+    }
+    if (!changed) return;
+    for (var n = 0; n < run.length; n++) {
+      var next = chars[n].join("");
+      if (next !== run[n].nodeValue) run[n].nodeValue = next;
     }
   }
 
@@ -131,8 +192,13 @@
       observer = new MutationObserver(function (mutations) {
         for (var i = 0; i < mutations.length; i++) {
           var m = mutations[i];
-          if (m.type === "characterData") swapIn(m.target, state.number);
-          for (var j = 0; j < m.addedNodes.length; j++) swapIn(m.addedNodes[j], state.number);
+          if (m.type === "characterData") swapIn(lineOf(m.target) || m.target, state.number);
+          for (var j = 0; j < m.addedNodes.length; j++) {
+            // Text or an inline element may complete a number split across its line.
+            var added = m.addedNodes[j];
+            var inline = added.nodeType === 3 || (added.nodeType === 1 && INLINE[added.nodeName]);
+            swapIn(inline ? lineOf(added) || added : added, state.number);
+          }
           if (m.type === "attributes") swapIn(m.target, state.number);
         }
       });

@@ -33,8 +33,14 @@ fn landing_page(dialtone: &str) -> String {
 <p id="digits">4045550199</p>
 <p id="other">Our fax, 404-555-0198, and order 140455501999 stay as they are.</p>
 <a id="tel" href="tel:+14045550199">Tap to call</a>
+<p id="split">Text us: <a href="tel:4045550199"><b>(404)</b> <span class="big">555</span>-0199</a></p>
+<div id="lines"><p>Suite 404</p><p>555-0199 is our ticket number</p></div>
 <p id="later"></p>
-<script>setTimeout(function () {{ document.getElementById("later").textContent = "Chat: (404) 555-0199"; }}, 400);</script>
+<p id="later-split"></p>
+<script>setTimeout(function () {{
+  document.getElementById("later").textContent = "Chat: (404) 555-0199";
+  document.getElementById("later-split").innerHTML = "Or <i>404</i>-555-<i>0199</i>";
+}}, 400);</script>
 <script src="{dialtone}/dni/v1/swap.js?company=acme-plumbing" async></script>
 </body></html>"#
     )
@@ -63,6 +69,11 @@ async fn landing_server(dialtone: &str) -> String {
 /// The page as Chromium shows it once its scripts ran (virtual time lets timers and requests
 /// finish before the DOM is dumped). `profile` keeps the visitor's cookies between visits.
 async fn browse(profile: &Path, url: &str, user_agent: Option<&str>) -> String {
+    let ua = user_agent.map(|ua| format!("--user-agent={ua}"));
+    browse_with(profile, url, ua.as_slice()).await
+}
+
+async fn browse_with(profile: &Path, url: &str, extra: &[String]) -> String {
     let mut cmd = Command::new("chromium");
     cmd.args([
         "--headless",
@@ -72,11 +83,9 @@ async fn browse(profile: &Path, url: &str, user_agent: Option<&str>) -> String {
         "--virtual-time-budget=10000",
         "--dump-dom",
     ])
-    .arg(format!("--user-data-dir={}", profile.display()));
-    if let Some(ua) = user_agent {
-        cmd.arg(format!("--user-agent={ua}"));
-    }
-    cmd.arg(url);
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(url);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .expect("join")
@@ -105,6 +114,31 @@ fn shown(dom: &str, id: &str) -> String {
     text[..text.find('<').expect("<")].to_owned()
 }
 
+/// The text of the element with `id`, tags removed, up to its closing `</p>` or `</div>`.
+fn text_of(dom: &str, id: &str) -> String {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in\n{dom}"));
+    let rest = &dom[start..];
+    let rest = &rest[rest.find('>').expect(">") + 1..];
+    let end = ["</p>\n", "</div>"]
+        .iter()
+        .filter_map(|e| rest.find(e))
+        .min()
+        .expect("end");
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in rest[..end].chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text
+}
+
 /// The national digits a page shows in each place, asserting each keeps its written shape.
 fn number_on(dom: &str) -> String {
     let formatted = shown(dom, "formatted");
@@ -125,6 +159,24 @@ fn number_on(dom: &str) -> String {
     assert_eq!(
         shown(dom, "other"),
         "Our fax, 404-555-0198, and order 140455501999 stay as they are."
+    );
+    // Split across inline elements, the number is swapped digit by digit and the markup stays.
+    assert_eq!(text_of(dom, "split"), format!("Text us: ({a}) {b}-{c}"));
+    assert!(
+        dom.contains(&format!(
+            "<b>({a})</b> <span class=\"big\">{b}</span>-{c}</a>"
+        )),
+        "{dom}"
+    );
+    assert_eq!(
+        text_of(dom, "later-split"),
+        format!("Or {a}-{b}-{c}"),
+        "split content added after load"
+    );
+    // Digits in two paragraphs are not one number.
+    assert_eq!(
+        text_of(dom, "lines"),
+        "Suite 404555-0199 is our ticket number"
     );
     format!("+1{national}")
 }
@@ -204,6 +256,45 @@ async fn the_snippet_swaps_numbers_in_chromium_and_the_call_is_attributed() {
     assert_eq!(pool["live_sessions"], 2, "{pools}");
     assert_eq!(pool["attributed_calls"], 1);
     assert_eq!(pool["peak_concurrent_sessions"], 2);
+}
+
+/// `cookie_domain` shares the visitor across the company's subdomains: a visitor who came to
+/// www from an ad keeps their number on shop, another host of the same site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_keeps_their_number_across_subdomains_with_a_cookie_domain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = demo::CONFIG.replace(
+        r#"origins = ["http://127.0.0.1:*", "http://localhost:*"]"#,
+        r#"origins = ["http://www.acme.test:*", "http://shop.acme.test:*"]
+cookie_domain = "acme.test""#,
+    );
+    assert_ne!(config, demo::CONFIG);
+    let server = Server::with_config(dir.path(), &config, MONDAY_MORNING);
+    let landing = landing_server(&server.url).await;
+    let port = landing
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/landing");
+    // Both hosts are this machine's loopback, as DNS would make them the company's web server.
+    let hosts = ["--host-resolver-rules=MAP *.acme.test 127.0.0.1".to_owned()];
+    let visitor = dir.path().join("visitor");
+
+    let www = format!("http://www.acme.test:{port}/landing?{ADS_QUERY}");
+    let on_www = number_on(&browse_with(&visitor, &www, &hosts).await);
+    assert!(POOL.contains(&on_www.as_str()), "{on_www}");
+
+    let shop = format!("http://shop.acme.test:{port}/landing");
+    assert_eq!(
+        number_on(&browse_with(&visitor, &shop, &hosts).await),
+        on_www,
+        "the same visitor on another subdomain"
+    );
+
+    // Someone else arriving on shop without an ad keeps the website number.
+    let other = dir.path().join("other");
+    assert_eq!(
+        number_on(&browse_with(&other, &shop, &hosts).await),
+        "+14045550199"
+    );
 }
 
 fn ad_visit(visitor: Option<&str>) -> Value {
