@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks dialtone's inbound-call webhook against a bare axum responder, side by side in one
 # run (method: the team's shared/benchmarking.md):
-# - closed loop with wrk (-t2 -c64), rounds alternating bare / dialtone, every request a distinct
-#   signed call (pre-signed by `loadgen --write-requests`, cycled by scripts/bench/inbound.lua);
+# - closed loop with wrk (-t2 -c64), rounds alternating bare / dialtone, every request to dialtone
+#   a new call: pre-signed by `loadgen --write-requests` into files of distinct CallSids, one per
+#   wrk thread and run, read in order by scripts/bench/inbound.lua (a file sized for
+#   $NEW_CALLS_PER_SECOND, default 40,000 per thread; a run that outruns it repeats calls, which
+#   the results count as `repeated`); the bare responder cycles a file of its own the same way;
 # - server CPU per request from utime+stime in /proc/PID/stat, independent of core sharing;
 # - latency from a fixed-rate open-loop run (`loadgen --rate`, latency measured from when each
 #   request was due).
@@ -51,21 +54,36 @@ else
 fi
 start bare "$ex/bare_responder" 127.0.0.1:0
 start dialtone "$bin/dialtone" serve --demo "${config[@]}" ${WORKERS:+--worker-threads $WORKERS} --listen 127.0.0.1:0 --database "sqlite://$work/bench.db$dbopts"
-for name in bare dialtone; do
-  url_var="URL_$name"
+# Pre-signed calls for the webhook: per wrk thread and run, a file of calls no other run uses.
+per_thread=$(( ${NEW_CALLS_PER_SECOND:-40000} * seconds ))
+calls_for() { # name, run (0 = warm-up, 1.. = rounds) → writes $work/<name>.<run>.<thread>.tsv
+  local url_var="URL_$1" t
+  for t in 1 2; do
+    "$ex/loadgen" --url "${!url_var}$path" --write-requests "$work/$1.$2.$t.tsv" \
+      --first $(( ($2 * 2 + t - 1) * per_thread )) --count "$per_thread"
+  done
+}
+if [ "$target" = webhook ]; then
+  echo "signing $(( (rounds + 1) * 2 * per_thread )) distinct calls" >&2
+  calls_for bare 0
+  for r in $(seq 0 "$rounds"); do calls_for dialtone "$r"; done
+fi
+# The fixed-rate run's calls come after all of those.
+rate_first=$(( (rounds + 1) * 2 * per_thread ))
+# wrk's script and arguments for a server and run: the pre-signed calls, or the DNI script.
+wrk_args() { # url_var, name, run
   if [ "$target" = webhook ]; then
-    "$ex/loadgen" --url "${!url_var}$path" --write-requests "$work/$name.tsv" --count 50000
-  fi
-done
-# wrk's script and arguments for a server: the pre-signed calls file, or the DNI script.
-wrk_args() { if [ "$target" = webhook ]; then echo "-s scripts/bench/inbound.lua ${!1}$path -- $work/$2.tsv"; else echo "${lua[*]} ${!1}$path"; fi; }
+    local run=$3; [ "$2" = bare ] && run=0
+    echo "-s scripts/bench/inbound.lua ${!1}$path -- $work/$2.$run.1.tsv $work/$2.$run.2.tsv"
+  else echo "${lua[*]} ${!1}$path"; fi
+}
 
 results="$work/results.jsonl"
-closed() { # name → one JSON line
+closed() { # name, round → one JSON line
   local name=$1 url_var="URL_$1" pid_var="PID_$1"
   local before; before=$(cpu "${!pid_var}")
   local log_before; log_before=$(cpu_log "${!pid_var}")
-  local out; out=$(wrk -t2 -c$conns -d"${seconds}s" $(wrk_args "$url_var" "$name"))
+  local out; out=$(wrk -t2 -c$conns -d"${seconds}s" $(wrk_args "$url_var" "$name" "$2"))
   local after; after=$(cpu "${!pid_var}")
   local log_after; log_after=$(cpu_log "${!pid_var}")
   python3 - "$name" "$before" "$after" "$ticks" "$log_before" "$log_after" <<PY >>"$results"
@@ -77,23 +95,25 @@ reqs = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 errors = re.search(r"Socket errors: .*", out)
+repeated = re.search(r"repeated requests: (\d+)", out)
 print(json.dumps({"mode": "closed", "server": name, "requests": reqs, "rps": rps,
                   "errors": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(0) if errors else None,
+                  "repeated": int(repeated.group(1)) if repeated else 0,
                   "cpu_us_per_request": round((after - before) / ticks * 1e6 / max(reqs, 1), 2),
                   "call_log_cpu_us_per_request": round(log / ticks * 1e6 / max(reqs, 1), 2)}))
 PY
 }
 fixed_rate() { # name → one JSON line
   local name=$1 url_var="URL_$1"
-  "$ex/loadgen" --url "${!url_var}$path" "${loadgen_mode[@]}" --seconds "$seconds" --rate "$rate" | sed "s/^{/{\"mode\":\"rate\",\"server\":\"$name\",/" >>"$results"
+  "$ex/loadgen" --url "${!url_var}$path" "${loadgen_mode[@]}" --first "$rate_first" --seconds "$seconds" --rate "$rate" | sed "s/^{/{\"mode\":\"rate\",\"server\":\"$name\",/" >>"$results"
 }
 
-wrk -t2 -c$conns -d2s $(wrk_args URL_bare bare) >/dev/null   # warm up
-wrk -t2 -c$conns -d2s $(wrk_args URL_dialtone dialtone) >/dev/null
+wrk -t2 -c$conns -d2s $(wrk_args URL_bare bare 0) >/dev/null   # warm up
+wrk -t2 -c$conns -d2s $(wrk_args URL_dialtone dialtone 0) >/dev/null
 for r in $(seq "$rounds"); do
   echo "round $r/$rounds: wrk -t2 -c$conns, ${seconds}s each" >&2
-  closed bare
-  closed dialtone
+  closed bare "$r"
+  closed dialtone "$r"
 done
 echo "fixed rate: $rate req/s, ${seconds}s each" >&2
 fixed_rate bare
@@ -114,6 +134,8 @@ s = {
                            "dialtone_call_log": med("dialtone", "closed", "call_log_cpu_us_per_request")},
     "fixed_rate_latency_ms": {srv: {"p50": med(srv, "rate", "p50_ms"), "p99": med(srv, "rate", "p99_ms")} for srv in ("bare", "dialtone")},
     "errors": sum(r.get("errors", 0) for r in rows),
+    # Requests to dialtone that repeated a call already sent (0 unless a run outran its calls).
+    "repeated_calls": sum(r.get("repeated", 0) for r in rows if r["server"] == "dialtone"),
 }
 s["throughput_ratio"] = round(s["closed_loop_rps"]["dialtone"] / s["closed_loop_rps"]["bare"], 3)
 json.dump({"summary": s, "runs": rows}, open(sys.argv[2], "w"), indent=2)
@@ -126,5 +148,8 @@ for srv in ("bare", "dialtone"):
     l = s["fixed_rate_latency_ms"][srv]
     print(f"fixed rate latency {srv}: p50 {l['p50']:.2f} ms, p99 {l['p99']:.2f} ms")
 print(f"errors (non-2xx and failed requests): {s['errors']}")
+if s["repeated_calls"]:
+    print(f"WARNING: {s['repeated_calls']} requests to dialtone repeated a call (carrier retries, "
+          "not new calls); raise NEW_CALLS_PER_SECOND")
 print(f"written to {sys.argv[2]}")
 PY

@@ -24,6 +24,9 @@ struct Args {
     /// Write `signature<TAB>body` lines for wrk instead of sending.
     write_requests: Option<String>,
     count: usize,
+    /// The first request's number: calls (and DNI visitors) are numbered from here, so runs given
+    /// disjoint ranges never repeat a CallSid (a repeat is a carrier retry, not a new call).
+    first: usize,
     dni: Option<String>,
 }
 
@@ -40,6 +43,7 @@ fn parse_args() -> Args {
         seconds: 10.0,
         write_requests: None,
         count: 50_000,
+        first: 0,
         dni: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,6 +59,7 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = v.parse().expect("--seconds S"),
             "--write-requests" => a.write_requests = Some(v),
             "--count" => a.count = v.parse().expect("--count N"),
+            "--first" => a.first = v.parse().expect("--first N"),
             "--dni" => a.dni = Some(v),
             other => panic!("unknown flag {other}"),
         }
@@ -109,7 +114,7 @@ async fn main() {
         use std::io::Write;
         let mut out =
             std::io::BufWriter::new(std::fs::File::create(path).expect("create requests file"));
-        for i in 0..args.count {
+        for i in args.first..args.first + args.count {
             let (body, signature) = signed_request(&args, i);
             writeln!(out, "{signature}\t{body}").expect("write requests file");
         }
@@ -119,8 +124,11 @@ async fn main() {
         Some(r) => (r * args.seconds) as usize + 1,
         None => 400_000,
     };
-    let requests: Arc<Vec<(String, String)>> =
-        Arc::new((0..expected).map(|i| signed_request(&args, i)).collect());
+    let requests: Arc<Vec<(String, String)>> = Arc::new(
+        (args.first..args.first + expected)
+            .map(|i| signed_request(&args, i))
+            .collect(),
+    );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()
