@@ -36,8 +36,9 @@
   if (national.length < 6) { state.status = "kept"; return; }
 
   // Any way people write it: (404) 555-0199, 404-555-0199, 404.555.0199, +1 404 555 0199,
-  // 4045550199, with an optional country code; not inside a longer run of digits.
-  var sep = "[\\s.\\-\\u00a0]*";
+  // 4045550199, 404/555-0199, with typeset dashes (404–555–0199), with an optional country
+  // code; not inside a longer run of digits.
+  var sep = "[\\s.\\-\\u00a0\\u2010-\\u2015\\u2212/]*";
   var body;
   if (nanp) {
     body = "(?:\\+?1" + sep + ")?\\(?" + national.slice(0, 3) + "\\)?" + sep +

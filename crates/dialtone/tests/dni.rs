@@ -31,6 +31,7 @@ fn landing_page(dialtone: &str) -> String {
 <p id="dots">Office 404.555.0199 (weekdays)</p>
 <p id="intl">From abroad +1 404 555 0199.</p>
 <p id="digits">4045550199</p>
+<p id="typeset">Call 404–555–0199 or 404/555-0199</p>
 <p id="other">Our fax, 404-555-0198, and order 140455501999 stay as they are.</p>
 <a id="tel" href="tel:+14045550199">Tap to call</a>
 <p id="split">Text us: <a href="tel:4045550199"><b>(404)</b> <span class="big">555</span>-0199</a></p>
@@ -150,6 +151,10 @@ fn number_on(dom: &str) -> String {
     assert_eq!(shown(dom, "dots"), format!("Office {a}.{b}.{c} (weekdays)"));
     assert_eq!(shown(dom, "intl"), format!("From abroad +1 {a} {b} {c}."));
     assert_eq!(shown(dom, "digits"), national);
+    assert_eq!(
+        shown(dom, "typeset"),
+        format!("Call {a}–{b}–{c} or {a}/{b}-{c}")
+    );
     assert_eq!(shown(dom, "tel"), format!("tel:+1{national}"));
     assert_eq!(
         shown(dom, "later"),
