@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use dialtone_core::event::Outcome;
-use dialtone_store::{ApiKey, CallQuery};
+use dialtone_store::{ApiKey, CallCursor, CallQuery};
 use serde_json::json;
 
 use crate::{AppState, telemetry};
@@ -129,6 +129,23 @@ async fn list_calls(
             "`outcome` must be one of in_progress, answered, voicemail, missed, failed, not `{o}`"
         )));
     }
+    let relative = match params.get("relative_pagination").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(bad(format!(
+                "`relative_pagination` must be true or false, not `{v}`"
+            )));
+        }
+    };
+    if relative && params.contains_key("page") {
+        return Err(bad(
+            "`page` is for offset pagination; with relative_pagination=true follow `next_page`",
+        ));
+    }
+    if !relative && params.contains_key("cursor") {
+        return Err(bad("`cursor` needs relative_pagination=true"));
+    }
     let query = CallQuery {
         account: key.account,
         company: params.get("company").filter(|v| !v.is_empty()).cloned(),
@@ -144,8 +161,57 @@ async fn list_calls(
     {
         return Err(bad("`end_date` is before `start_date`"));
     }
+    if relative {
+        let after = params.get("cursor").map(|c| decode_cursor(c)).transpose()?;
+        let per_page = query.per_page;
+        let page = state
+            .store
+            .calls_after(query, after)
+            .await
+            .map_err(internal)?;
+        let next_page = page.next.as_ref().map(|c| {
+            let mut url = form_urlencoded::Serializer::new(String::new());
+            let mut names: Vec<&String> = params.keys().filter(|k| *k != "cursor").collect();
+            names.sort();
+            for name in names {
+                url.append_pair(name, &params[name]);
+            }
+            url.append_pair("cursor", &encode_cursor(c));
+            format!("{}/api/v1/calls?{}", state.links.base(), url.finish())
+        });
+        return Ok(Json(json!({
+            "per_page": per_page,
+            "has_next_page": next_page.is_some(),
+            "next_page": next_page,
+            "calls": page.calls,
+        }))
+        .into_response());
+    }
     let page = state.store.calls(query).await.map_err(internal)?;
     Ok(Json(page).into_response())
+}
+
+/// Cursors are opaque to clients: the last call's start and sid, base64url-encoded.
+fn encode_cursor(c: &CallCursor) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}\n{}", c.started_at, c.sid))
+}
+
+fn decode_cursor(s: &str) -> Result<CallCursor, ApiError> {
+    use base64::Engine;
+    let refused = || bad(format!("`cursor` `{s}` is not one this server gave out"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| refused())?;
+    let text = String::from_utf8(bytes).map_err(|_| refused())?;
+    let (started_at, sid) = text.split_once('\n').ok_or_else(refused)?;
+    if started_at.is_empty() || sid.is_empty() {
+        return Err(refused());
+    }
+    Ok(CallCursor {
+        started_at: started_at.to_owned(),
+        sid: sid.to_owned(),
+    })
 }
 
 async fn get_call(

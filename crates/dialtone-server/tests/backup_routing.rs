@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use dialtone_core::{config, demo, links::Links};
 use dialtone_server::{AppState, ConfigSource, RoundRobin, SystemClock};
 use dialtone_store::{
-    ApiKey, Batch, CallPage, CallQuery, CallRecord, Store, StoreError, WriterStats,
+    ApiKey, Batch, CallCursor, CallPage, CallQuery, CallRecord, CallsAfter, Store, StoreError,
+    WriterStats,
 };
 use tower::ServiceExt;
 
@@ -37,6 +38,13 @@ impl Store for BrokenStore {
         }
     }
     async fn calls(&self, _: CallQuery) -> Result<CallPage, StoreError> {
+        Err(StoreError::WriterGone)
+    }
+    async fn calls_after(
+        &self,
+        _: CallQuery,
+        _: Option<CallCursor>,
+    ) -> Result<CallsAfter, StoreError> {
         Err(StoreError::WriterGone)
     }
     async fn call(&self, _: &str, _: &str) -> Result<Option<CallRecord>, StoreError> {

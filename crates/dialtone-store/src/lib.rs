@@ -88,6 +88,22 @@ pub struct CallQuery {
     pub per_page: u32,
 }
 
+/// Where a page of calls ends, newest first: the next page starts after this call. Keyset
+/// pagination: each page costs the same however deep, where an offset walks every call before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallCursor {
+    /// As stored (`calls.started_at`), so comparisons match the order exactly.
+    pub started_at: String,
+    pub sid: String,
+}
+
+/// One page of a relative listing and the cursor of the next page, if there is one.
+#[derive(Debug, Clone)]
+pub struct CallsAfter {
+    pub calls: Vec<CallRecord>,
+    pub next: Option<CallCursor>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CallPage {
     pub page: u32,
@@ -236,6 +252,13 @@ pub trait Store: Send + Sync + 'static {
     /// Appends events (and counters) durably: on `Ok` they survive a crash of the process.
     async fn append(&self, batch: Batch) -> Result<(), StoreError>;
     async fn calls(&self, query: CallQuery) -> Result<CallPage, StoreError>;
+    /// The calls matching `query` after `after` (from the newest when `None`), `query.per_page`
+    /// of them, without counting the rest; `query.page` is not used.
+    async fn calls_after(
+        &self,
+        query: CallQuery,
+        after: Option<CallCursor>,
+    ) -> Result<CallsAfter, StoreError>;
     async fn call(&self, account: &str, sid: &str) -> Result<Option<CallRecord>, StoreError>;
     async fn api_key(&self, key: &str) -> Result<Option<ApiKey>, StoreError>;
     async fn create_api_key(

@@ -17,8 +17,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
-    ApiKey, Batch, CallPage, CallQuery, CallRecord, LegRecord, Marketing, SessionWrite, Store,
-    StoreError, StoredSession, TimelineEntry, WriterStats, hash_key, timestamp,
+    ApiKey, Batch, CallCursor, CallPage, CallQuery, CallRecord, CallsAfter, LegRecord, Marketing,
+    SessionWrite, Store, StoreError, StoredSession, TimelineEntry, WriterStats, hash_key,
+    timestamp,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -862,6 +863,36 @@ fn refresh_outcome(conn: &Connection, call: i64) -> Result<Option<Outcome>, rusq
     Ok(Some(outcome))
 }
 
+/// The `WHERE` clause and its arguments for a listing's filters.
+fn call_filter(q: &CallQuery) -> (String, Vec<String>) {
+    let mut filter = String::from("account = ?1");
+    let mut args: Vec<String> = vec![q.account.clone()];
+    let mut add = |clause: &str, value: String| {
+        args.push(value);
+        filter.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(c) = &q.company {
+        add("company =", c.clone());
+    }
+    if let Some(t) = &q.tracker {
+        add("tracker =", t.clone());
+    }
+    if let Some(o) = &q.outcome {
+        add("outcome =", o.clone());
+    }
+    if let Some(d) = q.start_date {
+        add("started_at >=", format!("{d}T00:00:00"));
+    }
+    if let Some(d) = q.end_date {
+        // Inclusive of the whole end date.
+        add(
+            "started_at <",
+            format!("{}T00:00:00", d.succ_opt().unwrap_or(d)),
+        );
+    }
+    (filter, args)
+}
+
 const CALL_COLUMNS: &str = "sid, answered, duration_s, started_at, ended_at, tracking_number, answered_by, caller,
     caller_name, forwarded_from, company, tracker, tracker_kind, voicemail, voicemail_url, recording_url,
     recording_duration_s, notice_played, outcome, status, routing, routing_reason, flow, path, id, dial_shape,
@@ -982,28 +1013,7 @@ impl Store for SqliteStore {
     async fn calls(&self, q: CallQuery) -> Result<CallPage, StoreError> {
         self.flush().await?;
         self.read(move |conn| {
-            let mut filter = String::from("account = ?1");
-            let mut args: Vec<String> = vec![q.account.clone()];
-            let mut add = |clause: &str, value: String| {
-                args.push(value);
-                filter.push_str(&format!(" AND {clause} ?{}", args.len()));
-            };
-            if let Some(c) = &q.company {
-                add("company =", c.clone());
-            }
-            if let Some(t) = &q.tracker {
-                add("tracker =", t.clone());
-            }
-            if let Some(o) = &q.outcome {
-                add("outcome =", o.clone());
-            }
-            if let Some(d) = q.start_date {
-                add("started_at >=", format!("{d}T00:00:00"));
-            }
-            if let Some(d) = q.end_date {
-                // Inclusive of the whole end date.
-                add("started_at <", format!("{}T00:00:00", d.succ_opt().unwrap_or(d)));
-            }
+            let (filter, args) = call_filter(&q);
             let total: u64 = conn
                 .prepare(&format!("SELECT count(*) FROM calls WHERE {filter}"))?
                 .query_row(rusqlite::params_from_iter(&args), |r| r.get(0))?;
@@ -1026,6 +1036,52 @@ impl Store for SqliteStore {
                 total_records: total,
                 calls,
             })
+        })
+        .await
+    }
+
+    async fn calls_after(
+        &self,
+        q: CallQuery,
+        after: Option<CallCursor>,
+    ) -> Result<CallsAfter, StoreError> {
+        self.flush().await?;
+        self.read(move |conn| {
+            let (mut filter, mut args) = call_filter(&q);
+            if let Some(c) = after {
+                // The first conjunct bounds the index range; the second breaks ties by sid.
+                args.push(c.started_at);
+                args.push(c.sid);
+                let (at, sid) = (args.len() - 1, args.len());
+                filter.push_str(&format!(
+                    " AND started_at <= ?{at} AND (started_at < ?{at} OR sid < ?{sid})"
+                ));
+            }
+            let per_page = q.per_page.clamp(1, 250) as usize;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE {filter} ORDER BY started_at DESC, sid DESC LIMIT {}",
+                per_page + 1
+            ))?;
+            let mut rows = stmt
+                .query_map(rusqlite::params_from_iter(&args), |r| {
+                    Ok((call_from_row(r)?, r.get::<_, String>(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let more = rows.len() > per_page;
+            rows.truncate(per_page);
+            let next = match rows.last() {
+                Some(((_, c), started_at)) if more => Some(CallCursor {
+                    started_at: started_at.clone(),
+                    sid: c.id.clone(),
+                }),
+                _ => None,
+            };
+            let mut calls = Vec::with_capacity(rows.len());
+            for ((id, mut c), _) in rows {
+                c.legs = legs_of(conn, id)?;
+                calls.push(c);
+            }
+            Ok(CallsAfter { calls, next })
         })
         .await
     }

@@ -169,6 +169,35 @@ async fn filters_and_paging() {
         .collect();
     assert_eq!(ids, [sids[3].as_str(), sids[2].as_str(), sids[1].as_str()]);
 
+    // Relative pagination follows `next_page` links, keeps the filters, and counts nothing.
+    let mut walked = Vec::new();
+    let mut path =
+        "/api/v1/calls?relative_pagination=true&per_page=3&company=acme-plumbing".to_owned();
+    loop {
+        let (status, page) = server.api(&path, key).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.get("total_records").is_none(), "{page}");
+        walked.extend(
+            page["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned()),
+        );
+        let Some(next) = page["next_page"].as_str() else {
+            assert_eq!(page["has_next_page"], false);
+            break;
+        };
+        assert_eq!(page["has_next_page"], true);
+        assert!(next.contains("company=acme-plumbing"), "{next}");
+        path = next
+            .strip_prefix(&server.url)
+            .unwrap_or_else(|| panic!("{next} is not on {}", server.url))
+            .to_owned();
+    }
+    let newest_first: Vec<String> = sids.iter().rev().cloned().collect();
+    assert_eq!(walked, newest_first);
+
     let (_, billboard) = server
         .api("/api/v1/calls?tracker=Billboard%20I-85", key)
         .await;
@@ -211,6 +240,11 @@ async fn filters_and_paging() {
         ("outcome=great", "outcome"),
         ("start_date=yesterday", "start_date"),
         ("start_date=2026-11-24&end_date=2026-11-23", "end_date"),
+        ("relative_pagination=yes", "relative_pagination"),
+        ("relative_pagination=true&page=2", "next_page"),
+        ("cursor=abc", "relative_pagination=true"),
+        ("relative_pagination=true&cursor=abc", "cursor"),
+        ("relative_pagination=true&cursor=!!", "cursor"),
     ] {
         let (status, body) = server.api(&format!("/api/v1/calls?{query}"), key).await;
         assert_eq!(status, 400, "{query}: {body}");
