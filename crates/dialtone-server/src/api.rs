@@ -477,6 +477,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     metrics::counter!(telemetry::LOG_FAILED_COMMITS).absolute(w.failed_commits);
     metrics::gauge!(telemetry::LOG_SPOOLED).set(w.spooled as f64);
     metrics::gauge!(telemetry::LOG_UNMERGED_SIDS).set(w.unmerged_sids as f64);
+    metrics::counter!(telemetry::LOG_WAL_RESETS).absolute(w.wal_resets);
+    metrics::counter!(telemetry::LOG_WAL_RESTARTS).absolute(w.wal_restarts);
     let config = state.config.load();
     metrics::gauge!(telemetry::TRACKING_NUMBERS).set(config.tracking_numbers() as f64);
     metrics::counter!(telemetry::DEGRADED_CALLS).absolute(state.admission.degraded_calls());

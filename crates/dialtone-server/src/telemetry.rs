@@ -16,6 +16,8 @@ pub const LOG_COMMITS: &str = "dialtone_call_log_commits_total";
 pub const LOG_FAILED_COMMITS: &str = "dialtone_call_log_failed_commits_total";
 pub const LOG_SPOOLED: &str = "dialtone_call_log_spooled_events";
 pub const LOG_UNMERGED_SIDS: &str = "dialtone_call_log_unmerged_sids";
+pub const LOG_WAL_RESETS: &str = "dialtone_call_log_wal_resets_total";
+pub const LOG_WAL_RESTARTS: &str = "dialtone_call_log_wal_restarts_total";
 pub const TRACKING_NUMBERS: &str = "dialtone_tracking_numbers";
 pub const DEGRADED_CALLS: &str = "dialtone_degraded_calls_total";
 pub const ALERTS: &str = "dialtone_alerts_total";
@@ -88,6 +90,14 @@ pub fn install() -> Option<PrometheusHandle> {
             metrics::describe_gauge!(
                 LOG_UNMERGED_SIDS,
                 "Recent calls found by sid in memory until the next merge into the sid index."
+            );
+            metrics::describe_counter!(
+                LOG_WAL_RESETS,
+                "Times the call log writer started its WAL over between commits."
+            );
+            metrics::describe_counter!(
+                LOG_WAL_RESTARTS,
+                "Times a RESTART checkpoint held the call log writer back to start the WAL over (a reader kept an old snapshot)."
             );
             metrics::describe_gauge!(
                 TRACKING_NUMBERS,

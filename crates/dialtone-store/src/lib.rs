@@ -310,6 +310,10 @@ pub struct WriterStats {
     pub spooled: u64,
     /// Calls whose sid is looked up in memory until the next merge into the sid index.
     pub unmerged_sids: u64,
+    /// Times the writer started the WAL over between commits, and times a RESTART checkpoint
+    /// had to hold the writer back to do it (see `checkpoint_loop` in sqlite.rs).
+    pub wal_resets: u64,
+    pub wal_restarts: u64,
 }
 
 /// Opens the store a database URL names, creating and migrating it if needed.

@@ -44,6 +44,12 @@ struct Counters {
     commits: AtomicU64,
     failed_commits: AtomicU64,
     spooled: AtomicU64,
+    /// Set by the checkpointer when the WAL has grown past its bound: the writer, between
+    /// commits, copies the last frames back itself so that its next transaction starts the WAL
+    /// over (see `checkpoint_loop`).
+    wal_reset_wanted: std::sync::atomic::AtomicBool,
+    wal_resets: AtomicU64,
+    wal_restarts: AtomicU64,
 }
 
 pub struct SqliteStore {
@@ -171,11 +177,12 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = connect(path, options)?;
         let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
+        let counters = Arc::new(Counters::default());
+        let checkpoint_counters = counters.clone();
         std::thread::Builder::new()
             .name("dialtone-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpointer, &stopped))
+            .spawn(move || checkpoint_loop(&checkpointer, &stopped, &checkpoint_counters))
             .map_err(|e| StoreError::Invalid(format!("cannot start the checkpointer: {e}")))?;
-        let counters = Arc::new(Counters::default());
         let writer = if inline {
             Writer::Inline(Mutex::new(InlineWriter {
                 conn,
@@ -221,28 +228,43 @@ impl SqliteStore {
 }
 
 /// How often the WAL is copied back into the database, and the WAL size (in 4 KiB frames) past
-/// which the checkpointer briefly holds writers back to start the WAL over.
+/// which it should start over.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-const WAL_RESTART_FRAMES: i64 = 16_384;
+const WAL_RESET_FRAMES: i64 = 16_384;
+/// Past this size the writer's resets are not working (a reader keeps an old snapshot open):
+/// a RESTART checkpoint waits for readers and holds the writer back until the WAL starts over.
+const WAL_RESTART_FRAMES: i64 = 4 * WAL_RESET_FRAMES;
 
-/// Passive checkpoints never block the writer or readers; if the WAL still grows past its bound
-/// (a long busy spell), a RESTART checkpoint lets it start over.
-fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
+/// Passive checkpoints copy the WAL back without blocking the writer or readers. But while
+/// appends never stop, the WAL never starts over by itself: SQLite starts it over only when a
+/// write begins with every frame already copied back. So once it has grown past its bound, the
+/// checkpointer keeps copying with short pauses (leaving little behind) and asks the writer to
+/// copy the rest itself between commits (`wal_reset_wanted`), after which its next transaction
+/// starts the WAL over. A RESTART checkpoint, which blocks the writer, is the last resort: done
+/// every time the WAL passed 64 MiB, it held appends up for as long as 470 ms.
+fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>, counters: &Counters) {
     let checkpoint = |mode: &str| -> Result<(i64, i64), rusqlite::Error> {
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
             Ok((r.get(1)?, r.get(2)?))
         })
     };
+    let mut pause = CHECKPOINT_EVERY;
     loop {
         let last = !matches!(
-            stop.recv_timeout(CHECKPOINT_EVERY),
+            stop.recv_timeout(pause),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout)
         );
+        pause = CHECKPOINT_EVERY;
         match checkpoint("PASSIVE") {
             Ok((frames, _)) if frames > WAL_RESTART_FRAMES => {
+                counters.wal_restarts.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = checkpoint("RESTART") {
                     tracing::warn!(error = %e, "WAL restart checkpoint failed");
                 }
+            }
+            Ok((frames, _)) if frames > WAL_RESET_FRAMES => {
+                counters.wal_reset_wanted.store(true, Ordering::Relaxed);
+                pause = Duration::from_millis(10);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
@@ -250,6 +272,29 @@ fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
         if last {
             return;
         }
+    }
+}
+
+/// The writer's part in starting the WAL over: copies back the frames the checkpointer has not,
+/// so that the next transaction starts the WAL over. Asked again if another checkpoint was
+/// running or something was left.
+fn reset_wal_if_wanted(conn: &Connection, counters: &Counters) {
+    if !counters.wal_reset_wanted.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    match copied {
+        Ok((0, frames, done)) if done == frames => {
+            counters.wal_resets.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(_) => counters.wal_reset_wanted.store(true, Ordering::Relaxed),
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint by the writer failed"),
     }
 }
 
@@ -500,6 +545,8 @@ fn write_loop(
                     for (a, r) in work.into_iter().zip(results) {
                         let _ = a.done.send(r);
                     }
+                    // After the acknowledgements: no caller waits for this.
+                    reset_wal_if_wanted(&conn, counters);
                 }
                 Err(e) => {
                     counters.failed_commits.fetch_add(1, Ordering::Relaxed);
@@ -1376,6 +1423,8 @@ impl Store for SqliteStore {
             failed_commits: self.counters.failed_commits.load(Ordering::Relaxed),
             spooled: self.counters.spooled.load(Ordering::Relaxed),
             unmerged_sids: self.recent_sids.read().map(|m| m.len() as u64).unwrap_or(0),
+            wal_resets: self.counters.wal_resets.load(Ordering::Relaxed),
+            wal_restarts: self.counters.wal_restarts.load(Ordering::Relaxed),
         }
     }
 }
