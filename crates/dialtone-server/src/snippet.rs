@@ -544,7 +544,8 @@ async fn demo_page(State(state): State<Arc<AppState>>, Query(q): Query<CompanyPa
 <p>Call us: <span class="n" id="formatted">({a}) {b}-{c}</span></p>
 <p>Dashes <span id="dashes">{a}-{b}-{c}</span>, dots <span id="dots">{a}.{b}.{c}</span>,
 international <span id="intl">+1 {a} {b} {c}</span>, digits <span id="digits">{a}{b}{c}</span>,
-and a link: <a id="tel" href="tel:{e164}">tap to call</a>.</p>
+typeset <span id="typeset">{a}–{b}–{c}</span>, styled in pieces
+<span id="split"><b>({a})</b> <i>{b}</i>-{c}</span>, and a link: <a id="tel" href="tel:{e164}">tap to call</a>.</p>
 <p id="later"></p>
 <hr>
 <p>This page carries dialtone's snippet. Arrive as a visitor from Google Ads and watch every number

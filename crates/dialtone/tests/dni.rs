@@ -117,16 +117,17 @@ fn shown(dom: &str, id: &str) -> String {
 
 /// The text of the element with `id`, tags removed, up to its closing `</p>` or `</div>`.
 fn text_of(dom: &str, id: &str) -> String {
+    text_until(dom, id, &["</p>\n", "</div>"])
+}
+
+/// The text from the element with `id` to the first of `ends`, tags removed.
+fn text_until(dom: &str, id: &str, ends: &[&str]) -> String {
     let start = dom
         .find(&format!("id=\"{id}\""))
         .unwrap_or_else(|| panic!("no #{id} in\n{dom}"));
     let rest = &dom[start..];
     let rest = &rest[rest.find('>').expect(">") + 1..];
-    let end = ["</p>\n", "</div>"]
-        .iter()
-        .filter_map(|e| rest.find(e))
-        .min()
-        .expect("end");
+    let end = ends.iter().filter_map(|e| rest.find(e)).min().expect("end");
     let mut text = String::new();
     let mut in_tag = false;
     for c in rest[..end].chars() {
@@ -261,6 +262,46 @@ async fn the_snippet_swaps_numbers_in_chromium_and_the_call_is_attributed() {
     assert_eq!(pool["live_sessions"], 2, "{pools}");
     assert_eq!(pool["attributed_calls"], 1);
     assert_eq!(pool["peak_concurrent_sessions"], 2);
+}
+
+/// The landing page `serve --demo` offers a person to watch the swap (README): from an ad every
+/// written form changes to a pool number; arriving directly, nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_landing_page_shows_the_swap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--demo"]);
+    let page = format!("{}/dni/demo?company=acme-plumbing", server.url);
+
+    let dom = browse(
+        &dir.path().join("from-ad"),
+        &format!("{page}&{ADS_QUERY}"),
+        None,
+    )
+    .await;
+    let formatted = shown(&dom, "formatted");
+    let national: String = formatted.chars().filter(char::is_ascii_digit).collect();
+    assert!(
+        POOL.contains(&format!("+1{national}").as_str()),
+        "{formatted}"
+    );
+    let (a, b, c) = (&national[..3], &national[3..6], &national[6..]);
+    assert_eq!(formatted, format!("({a}) {b}-{c}"));
+    assert_eq!(shown(&dom, "typeset"), format!("{a}–{b}–{c}"));
+    assert_eq!(
+        text_until(&dom, "split", &["</span>"]),
+        format!("({a}) {b}-{c}")
+    );
+    assert_eq!(shown(&dom, "tel"), format!("tel:+1{national}"));
+    assert_eq!(
+        shown(&dom, "later"),
+        format!("Added after load: {a}-{b}-{c}")
+    );
+    assert!(dom.contains("id=\"status\">swapped — Google Ads"), "{dom}");
+
+    let dom = browse(&dir.path().join("direct"), &page, None).await;
+    assert_eq!(shown(&dom, "formatted"), "(404) 555-0199");
+    assert_eq!(text_until(&dom, "split", &["</span>"]), "(404) 555-0199");
+    assert!(dom.contains("id=\"status\">kept"), "{dom}");
 }
 
 /// `cookie_domain` shares the visitor across the company's subdomains: a visitor who came to
