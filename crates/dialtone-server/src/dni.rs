@@ -261,9 +261,8 @@ impl Dni {
 
         let (visit, params) = Visit::read(v.landing_url, v.referrer);
         let known = v.visitor.filter(|x| visitor_id_ok(x)).map(str::to_owned);
-        let previous = known
-            .as_ref()
-            .and_then(|x| s.visitors.get(x).copied())
+        let previous_id = known.as_ref().and_then(|x| s.visitors.get(x).copied());
+        let previous = previous_id
             .and_then(|id| s.sessions.get(&id).cloned())
             .filter(|p| p.company == company.slug);
         let session_trackers = company
@@ -299,6 +298,20 @@ impl Dni {
             });
         };
         let tracker = &company.trackers[tracker_index];
+
+        // A visitor whose session is still live goes on with it even without naming it (an AMP
+        // page keeps no session cookie; a reload of the landing page), unless they came back
+        // with another source: one visitor, one number.
+        // (A visit without a source of its own took the previous one's, above.)
+        if let (Some(id), Some(p)) = (previous_id, previous.as_ref())
+            && p.tracker == tracker.name
+            && *p.visit == *visit
+        {
+            let secret = p.secret.clone();
+            if let Some(resumed) = s.resume(config, company, id, &secret, now, now + lease) {
+                return Ok(resumed);
+            }
+        }
 
         s.check_limits(config, v.client.as_deref(), known.as_deref(), now)?;
         let secret = s.random_hex(16);

@@ -17,6 +17,7 @@ use dialtone_core::links::Links;
 use dialtone_store::Store;
 
 pub mod admission;
+mod amp;
 mod api;
 mod carrier;
 pub mod dni;
@@ -190,5 +191,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(carrier::routes())
         .merge(api::routes())
         .merge(snippet::routes())
+        .merge(amp::routes())
         .with_state(state)
 }

@@ -44,7 +44,7 @@ fn compact_js(js: &str) -> String {
         })
 }
 const MAX_BODY: usize = 8 * 1024;
-const MAX_URL: usize = 4096;
+pub(crate) const MAX_URL: usize = 4096;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -67,7 +67,7 @@ struct CompanyParam {
     company: Option<String>,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -211,7 +211,11 @@ struct StartBody {
 }
 
 /// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
-fn client(config: &Config, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+pub(crate) fn client(
+    config: &Config,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<String> {
     if config.dni.trust_forwarded_for {
         let forwarded = headers
             .get("x-forwarded-for")
@@ -226,7 +230,7 @@ fn client(config: &Config, headers: &HeaderMap, peer: Option<SocketAddr>) -> Opt
     peer.map(|p| p.ip().to_string())
 }
 
-fn non_empty(s: Option<String>) -> Option<String> {
+pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|x| !x.trim().is_empty())
 }
 
@@ -403,11 +407,11 @@ fn keepalive_s(lease_s: u32) -> u32 {
     (lease_s / 4).clamp(15, 300)
 }
 
-fn url_ok(s: &str) -> bool {
+pub(crate) fn url_ok(s: &str) -> bool {
     (s.starts_with("http://") || s.starts_with("https://")) && !s.contains(char::is_whitespace)
 }
 
-async fn durable(state: &AppState, writes: Vec<SessionWrite>) -> Result<(), String> {
+pub(crate) async fn durable(state: &AppState, writes: Vec<SessionWrite>) -> Result<(), String> {
     let append = state.store.append(Batch {
         sessions: writes,
         ..Default::default()

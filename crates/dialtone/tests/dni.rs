@@ -201,24 +201,7 @@ async fn the_snippet_swaps_numbers_in_chromium_and_the_call_is_attributed() {
     assert!(POOL.contains(&shown_to_alice.as_str()), "{shown_to_alice}");
 
     // She calls it.
-    let setup = CallSetup {
-        account_sid: demo::ACCOUNT_SID.into(),
-        auth_token: demo::AUTH_TOKEN.into(),
-        voice_url: format!("{}/twilio/voice", server.url),
-        status_callback: Some(format!("{}/twilio/status", server.url)),
-        fallback_url: None,
-        from: CALLER.into(),
-        to: shown_to_alice.clone(),
-        call_sid: sid("CA", 0xd41),
-        api_base_url: None,
-    };
-    let script = Script {
-        answer: Answer::Numbers(vec!["+14045550112".into()]),
-        ..Script::default()
-    };
-    let transcript = run_call(&HttpTransport::new(), &setup, &script).await;
-    assert!(transcript.errors().is_empty(), "{transcript}");
-    let call = server.call(&setup.call_sid).await;
+    let call = call_and_read(&server, &shown_to_alice, 0xd41).await;
     assert_eq!(call["source"], "Google Ads", "{call:#}");
     assert_eq!(call["keywords"], "emergency plumber");
     assert_eq!(call["gclid"], "X");
@@ -341,6 +324,145 @@ cookie_domain = "acme.test""#,
         number_on(&browse_with(&other, &shop, &hosts).await),
         "+14045550199"
     );
+}
+
+/// Calls `to` (the mobile answers) and reads the call back from the API.
+async fn call_and_read(server: &Server, to: &str, n: u64) -> Value {
+    let setup = CallSetup {
+        account_sid: demo::ACCOUNT_SID.into(),
+        auth_token: demo::AUTH_TOKEN.into(),
+        voice_url: format!("{}/twilio/voice", server.url),
+        status_callback: Some(format!("{}/twilio/status", server.url)),
+        fallback_url: None,
+        from: CALLER.into(),
+        to: to.into(),
+        call_sid: sid("CA", n),
+        api_base_url: None,
+    };
+    let script = Script {
+        answer: Answer::Numbers(vec!["+14045550112".into()]),
+        ..Script::default()
+    };
+    let transcript = run_call(&HttpTransport::new(), &setup, &script).await;
+    assert!(transcript.errors().is_empty(), "{transcript}");
+    server.call(&setup.call_sid).await
+}
+
+/// What `amp-call-tracking` asks: the page's URL and a visitor id filled in by AMP (no referrer,
+/// as when the visitor came straight to the page or from another page of the site), from a page
+/// served at `origin` on behalf of `source`. Answers the status, the CORS headers AMP checks and
+/// the body.
+async fn amp_number(
+    server: &Server,
+    origin: &str,
+    source: Option<&str>,
+    page: &str,
+    visitor: &str,
+) -> (u16, [Option<String>; 3], Value) {
+    let mut query = vec![
+        ("company", "acme-plumbing"),
+        ("url", page),
+        ("vid", visitor),
+    ];
+    if let Some(s) = source {
+        query.push(("__amp_source_origin", s));
+    }
+    let res = reqwest::Client::new()
+        .get(format!("{}/dni/v1/amp", server.url))
+        .query(&query)
+        .header("origin", origin)
+        .header("user-agent", BROWSER)
+        .send()
+        .await
+        .expect("AMP request");
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let headers = [
+        header("access-control-allow-origin"),
+        header("access-control-allow-credentials"),
+        header("amp-access-control-allow-source-origin"),
+    ];
+    let status = res.status().as_u16();
+    (status, headers, res.json().await.unwrap_or(Value::Null))
+}
+
+/// AMP pages run no custom scripts; `amp-call-tracking` asks `/dni/v1/amp` under AMP's CORS
+/// protocol, and the call to the number it shows is attributed as for the snippet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amp_pages_get_a_pool_number_and_the_call_is_attributed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--demo"]);
+    let publisher = "http://127.0.0.1:4000";
+    let cache = "https://127-0-0-1-4000.cdn.ampproject.org";
+    let page = format!("{publisher}/amp/plumbing?{ADS_QUERY}");
+
+    // Served from an AMP cache on behalf of the company's site.
+    let (status, headers, body) =
+        amp_number(&server, cache, Some(publisher), &page, "amp-visitor-1").await;
+    assert_eq!(status, 200, "{body}");
+    let number = body["phoneNumber"]
+        .as_str()
+        .expect("phoneNumber")
+        .to_owned();
+    assert!(POOL.contains(&number.as_str()), "{body}");
+    assert_eq!(
+        body["formattedPhoneNumber"],
+        format!("(404) 555-{}", &number[8..])
+    );
+    assert_eq!(
+        headers,
+        [
+            Some(cache.to_owned()),
+            Some("true".to_owned()),
+            Some(publisher.to_owned())
+        ]
+    );
+
+    // The same visitor on the site itself keeps the number: AMP keeps no session cookie, so
+    // the visitor id finds the live session (no second number for one visitor).
+    let (_, _, again) = amp_number(&server, publisher, None, &page, "amp-visitor-1").await;
+    assert_eq!(again["phoneNumber"], number.as_str());
+    let next_page = format!("{publisher}/amp/drains");
+    let (_, _, again) = amp_number(&server, publisher, None, &next_page, "amp-visitor-1").await;
+    assert_eq!(again["phoneNumber"], number.as_str());
+
+    let call = call_and_read(&server, &number, 0xa3b).await;
+    assert_eq!(call["source"], "Google Ads", "{call:#}");
+    assert_eq!(call["keywords"], "emergency plumber");
+    assert_eq!(call["landing_page_url"], page);
+
+    // Back from another ad, the visitor starts a new session (its keyword is the new one) and,
+    // the old lease still running, gets another number.
+    let other_ad =
+        format!("{publisher}/amp/plumbing?utm_source=google&utm_medium=cpc&utm_term=leak&gclid=Y");
+    let (_, _, body) = amp_number(&server, publisher, None, &other_ad, "amp-visitor-1").await;
+    let second = body["phoneNumber"].as_str().expect("phoneNumber");
+    assert!(POOL.contains(&second) && second != number, "{body}");
+
+    // Without a tracked source the page keeps the website number.
+    let direct = format!("{publisher}/amp/plumbing");
+    let (status, _, body) = amp_number(&server, cache, Some(publisher), &direct, "amp-2").await;
+    assert_eq!(
+        (status, &body["phoneNumber"]),
+        (200, &json!("+14045550199"))
+    );
+
+    // Refused: a cache that does not say whose page it serves, a publisher the company does not
+    // have, another site; and a config attribute AMP did not fill in.
+    for (origin, source, url, want) in [
+        (cache, None, page.as_str(), 403),
+        (cache, Some("https://evil.example"), page.as_str(), 403),
+        ("https://evil.example", None, page.as_str(), 403),
+        (cache, Some(publisher), "SOURCE_URL", 400),
+    ] {
+        let (status, _, body) = amp_number(&server, origin, source, url, "amp-3").await;
+        assert_eq!(status, want, "{origin} {source:?} {url}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
 }
 
 fn ad_visit(visitor: Option<&str>) -> Value {
