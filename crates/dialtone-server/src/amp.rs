@@ -14,10 +14,9 @@
 //! `__amp_source_origin`, which must be one of the company's website origins.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,7 +26,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::dni::{DniError, Started, Visiting};
-use crate::snippet::{MAX_URL, client, durable, error, non_empty, url_ok};
+use crate::snippet::{MAX_URL, client, count_swap, durable, error, non_empty, url_ok};
 use crate::telemetry::DNI_SESSIONS;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -156,13 +155,7 @@ async fn amp_number(
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
-            client: client(
-                &config,
-                &headers,
-                extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|ConnectInfo(p)| *p),
-            ),
+            client: client(&config, &headers, &extensions),
         },
         now,
     );
@@ -193,12 +186,7 @@ async fn amp_number(
                 metrics::counter!(DNI_SESSIONS, "result" => "failed").increment(1);
                 return with_cors(website("unavailable"));
             }
-            let result = match (resumed, sharing > 1) {
-                (true, _) => "resumed",
-                (false, true) => "shared",
-                (false, false) => "created",
-            };
-            metrics::counter!(DNI_SESSIONS, "result" => result).increment(1);
+            count_swap(resumed, sharing);
             Json(json!({
                 "phoneNumber": number.as_str(),
                 "formattedPhoneNumber": number.formatted(),

@@ -214,8 +214,11 @@ struct StartBody {
 pub(crate) fn client(
     config: &Config,
     headers: &HeaderMap,
-    peer: Option<SocketAddr>,
+    extensions: &axum::http::Extensions,
 ) -> Option<String> {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(p)| *p);
     if config.dni.trust_forwarded_for {
         let forwarded = headers
             .get("x-forwarded-for")
@@ -291,13 +294,7 @@ async fn start(
             landing_url: &req.landing_url,
             referrer: referrer.as_deref(),
             user_agent,
-            client: client(
-                &config,
-                &headers,
-                extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|ConnectInfo(p)| *p),
-            ),
+            client: client(&config, &headers, &extensions),
         },
         now,
     );
@@ -358,12 +355,7 @@ async fn start(
                     origin,
                 );
             }
-            let result = match (resumed, sharing > 1) {
-                (true, _) => "resumed",
-                (false, true) => "shared",
-                (false, false) => "created",
-            };
-            metrics::counter!(DNI_SESSIONS, "result" => result).increment(1);
+            count_swap(resumed, sharing);
             Json(Swapped {
                 swap: true,
                 session_id: format!("{session}.{secret}"),
@@ -382,6 +374,16 @@ async fn start(
         }
     };
     with_cors(res, origin)
+}
+
+/// Counts a session that shows a pool number, by how it came about.
+pub(crate) fn count_swap(resumed: bool, sharing: u32) {
+    let result = match (resumed, sharing > 1) {
+        (true, _) => "resumed",
+        (false, true) => "shared",
+        (false, false) => "created",
+    };
+    metrics::counter!(DNI_SESSIONS, "result" => result).increment(1);
 }
 
 /// What a page is told when it shows a pool number.

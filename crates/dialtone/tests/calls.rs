@@ -4,10 +4,7 @@
 mod common;
 
 use common::*;
-use dialtone_carrier::{
-    Answer, CallOutcome, CallSetup, HttpTransport, Script, Transcript, run_call,
-};
-use dialtone_core::demo;
+use dialtone_carrier::{Answer, CallOutcome, HttpTransport, Script, Transcript, run_call};
 use serde_json::Value;
 
 const OFFICE: &str = "+14045550111";
@@ -16,17 +13,7 @@ const GBP: &str = "+14045550100";
 const BILLBOARD: &str = "+14045550150";
 
 async fn call(server: &Server, n: u64, to: &str, script: Script) -> (Transcript, Value) {
-    let setup = CallSetup {
-        account_sid: demo::ACCOUNT_SID.into(),
-        auth_token: demo::AUTH_TOKEN.into(),
-        voice_url: format!("{}/twilio/voice", server.url),
-        status_callback: Some(format!("{}/twilio/status", server.url)),
-        fallback_url: None,
-        from: CALLER.into(),
-        to: to.into(),
-        call_sid: sid("CA", 0xca11_0000 + n),
-        api_base_url: None,
-    };
+    let setup = server.demo_call(to, sid("CA", 0xca11_0000 + n));
     let transcript = run_call(&HttpTransport::new(), &setup, &script).await;
     for (purpose, url, status) in transcript.requests() {
         assert_eq!(status, Some(200), "{purpose} {url}\n{transcript}");

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use dialtone_carrier::{Answer, CallSetup, HttpTransport, Script, run_call};
+use dialtone_carrier::{Answer, HttpTransport, Script, run_call};
 use dialtone_core::demo;
 use serde_json::{Value, json};
 
@@ -328,17 +328,7 @@ cookie_domain = "acme.test""#,
 
 /// Calls `to` (the mobile answers) and reads the call back from the API.
 async fn call_and_read(server: &Server, to: &str, n: u64) -> Value {
-    let setup = CallSetup {
-        account_sid: demo::ACCOUNT_SID.into(),
-        auth_token: demo::AUTH_TOKEN.into(),
-        voice_url: format!("{}/twilio/voice", server.url),
-        status_callback: Some(format!("{}/twilio/status", server.url)),
-        fallback_url: None,
-        from: CALLER.into(),
-        to: to.into(),
-        call_sid: sid("CA", n),
-        api_base_url: None,
-    };
+    let setup = server.demo_call(to, sid("CA", n));
     let script = Script {
         answer: Answer::Numbers(vec!["+14045550112".into()]),
         ..Script::default()

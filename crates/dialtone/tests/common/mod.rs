@@ -208,6 +208,22 @@ impl Server {
         body["calls"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The carrier's side of a demo-account call from `CALLER` to `to`, with this server's
+    /// voice and status URLs.
+    pub fn demo_call(&self, to: &str, call_sid: String) -> dialtone_carrier::CallSetup {
+        dialtone_carrier::CallSetup {
+            account_sid: demo::ACCOUNT_SID.into(),
+            auth_token: demo::AUTH_TOKEN.into(),
+            voice_url: format!("{}/twilio/voice", self.url),
+            status_callback: Some(format!("{}/twilio/status", self.url)),
+            fallback_url: None,
+            from: CALLER.into(),
+            to: to.into(),
+            call_sid,
+            api_base_url: None,
+        }
+    }
+
     pub async fn call(&self, sid: &str) -> Value {
         let (status, body) = self
             .api(&format!("/api/v1/calls/{sid}"), Some(demo::API_KEY))
