@@ -311,7 +311,7 @@ pub struct WriterStats {
     /// Calls whose sid is looked up in memory until the next merge into the sid index.
     pub unmerged_sids: u64,
     /// Times the writer started the WAL over between commits, and times a RESTART checkpoint
-    /// had to hold the writer back to do it (see `checkpoint_loop` in sqlite.rs).
+    /// had to hold the writer back to do it (see `checkpoint_loop` in sqlite/wal.rs).
     pub wal_resets: u64,
     pub wal_restarts: u64,
 }

@@ -172,19 +172,9 @@ async fn bad_backup_rules_are_refused_with_a_reason() {
 async fn calls_in_backup_routing_keep_their_website_attribution() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::demo(dir.path(), MONDAY_MORNING);
-    let (_, session) = server
-        .dni_session(
-            serde_json::json!({
-                "company": "acme-plumbing",
-                "landing_url": "https://acme.example/?gclid=G&utm_term=leak+repair",
-            }),
-            &[],
-        )
+    let number = server
+        .pool_number_for("https://acme.example/?gclid=G&utm_term=leak+repair")
         .await;
-    let number = session["number"]
-        .as_str()
-        .expect("a pool number")
-        .to_owned();
     let (code, _, err) = backup(
         &server,
         &[

@@ -134,19 +134,11 @@ fn lines_that_are_not_call_records_are_named_and_the_rest_are_reconciled() {
 async fn recovered_calls_to_pool_numbers_find_their_website_visitor() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::demo(dir.path(), MONDAY_MORNING);
-    let (_, session) = server
-        .dni_session(
-            serde_json::json!({
-                "company": "acme-plumbing",
-                "landing_url": "https://acme.example/?utm_source=google&utm_medium=cpc&utm_term=burst+pipe&gclid=Z",
-            }),
-            &[],
+    let number = server
+        .pool_number_for(
+            "https://acme.example/?utm_source=google&utm_medium=cpc&utm_term=burst+pipe&gclid=Z",
         )
         .await;
-    let number = session["number"]
-        .as_str()
-        .expect("a pool number")
-        .to_owned();
 
     // 10:01 New York (within the 20-minute lease), and 12:00 (long after it ran out).
     let record = |sid: &str, at: &str| {

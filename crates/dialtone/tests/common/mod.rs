@@ -169,6 +169,20 @@ impl Server {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// The pool number a new demo-company visitor landing on `landing_url` is shown.
+    pub async fn pool_number_for(&self, landing_url: &str) -> String {
+        let (_, session) = self
+            .dni_session(
+                serde_json::json!({ "company": "acme-plumbing", "landing_url": landing_url }),
+                &[],
+            )
+            .await;
+        session["number"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no pool number for {landing_url}: {session}"))
+            .to_owned()
+    }
+
     /// `/metrics` as text.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.url))
