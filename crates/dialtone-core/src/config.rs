@@ -80,8 +80,11 @@ pub struct Dni {
     pub burst: u32,
     /// Seconds after a lease ends during which a call to its number still belongs to it.
     pub attribution_grace_s: u32,
-    /// Whether the client address is the first of `X-Forwarded-For` (behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// Which proxies in front of dialtone say who the client is (`X-Forwarded-For`).
+    pub proxies: crate::dni::TrustedProxies,
+    /// Live leases one client address may hold in one pool (more visitors from it share its
+    /// numbers); never more than half a pool, so one address cannot take a pool from the others.
+    pub leases_per_address: u32,
 }
 
 impl Default for Dni {
@@ -91,7 +94,8 @@ impl Default for Dni {
             sessions_per_minute_per_visitor: 6,
             burst: 10,
             attribution_grace_s: 120,
-            trust_forwarded_for: false,
+            proxies: Default::default(),
+            leases_per_address: 2,
         }
     }
 }
@@ -336,6 +340,9 @@ struct RawDni {
     burst: Option<Spanned<u32>>,
     attribution_grace_s: Option<u32>,
     trust_forwarded_for: Option<bool>,
+    trusted_proxies: Option<Spanned<u32>>,
+    trusted_proxy_cidrs: Option<Vec<Spanned<String>>>,
+    leases_per_address: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -526,13 +533,27 @@ pub fn load(file: &str, source: &str, env: &dyn Environment) -> Result<Config, C
     let raw: RawConfig = match toml::from_str(source) {
         Ok(raw) => raw,
         Err(e) => {
-            r.at(e.span(), e.message().to_owned());
+            let message = match e.message().trim() {
+                "" => {
+                    "the file ends in the middle of a table or value (is it cut short?)".to_owned()
+                }
+                m => m.to_owned(),
+            };
+            r.at(e.span(), message);
             return Err(ConfigErrors {
                 file: file.to_owned(),
                 errors: r.errors,
             });
         }
     };
+    if raw.carrier_accounts.is_empty() {
+        // Without a carrier account every webhook is refused: no call would be routed, not even
+        // to backup. An empty file is a mistake (a failed copy, a truncated write), never a wish.
+        r.at(
+            None,
+            "no [[carrier_accounts]]: with none, every carrier webhook would be refused and no call routed (is the file empty?)",
+        );
+    }
     let config = convert(raw, &mut r, env);
     if r.errors.is_empty() {
         Ok(config)
@@ -616,7 +637,38 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
             }
         }
         dni.attribution_grace_s = d.attribution_grace_s.unwrap_or(dni.attribution_grace_s);
-        dni.trust_forwarded_for = d.trust_forwarded_for.unwrap_or(false);
+        // `trust_forwarded_for = true`, as before: one proxy, which appends the client's address.
+        dni.proxies.count = u8::from(d.trust_forwarded_for.unwrap_or(false));
+        if let Some(n) = d.trusted_proxies {
+            match u8::try_from(*n.get_ref()) {
+                Ok(count) if count <= 16 => dni.proxies.count = count,
+                _ => r.at(Some(n.span()), "[dni] trusted_proxies: 0 to 16"),
+            }
+        }
+        for cidr in d.trusted_proxy_cidrs.unwrap_or_default() {
+            match cidr.get_ref().parse::<ipnet::IpNet>() {
+                Ok(net) => dni.proxies.cidrs.push(net),
+                Err(_) => r.at(
+                    Some(cidr.span()),
+                    format!(
+                        "[dni] trusted_proxy_cidrs: `{}` is not a network like 10.0.0.0/8 or fd00::/8",
+                        cidr.get_ref()
+                    ),
+                ),
+            }
+        }
+        if dni.proxies.count > 0 && !dni.proxies.cidrs.is_empty() {
+            r.at(
+                None,
+                "[dni] say trusted_proxies (how many) or trusted_proxy_cidrs (which), not both",
+            );
+        }
+        if let Some(n) = d.leases_per_address {
+            if *n.get_ref() == 0 {
+                r.at(Some(n.span()), "[dni] leases_per_address must be 1 or more");
+            }
+            dni.leases_per_address = *n.get_ref();
+        }
     }
     let mut carrier_accounts = Vec::new();
     for c in raw.carrier_accounts {

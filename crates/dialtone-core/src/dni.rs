@@ -286,24 +286,80 @@ pub fn classify<'a>(
         .map(|(_, i)| i)
 }
 
-/// User agents of crawlers and link previewers: they see the website number, never a pool's.
+/// Which proxies in front of dialtone may say who the client is, in `X-Forwarded-For`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrustedProxies {
+    /// This many proxies, each appending the address it was reached from (0: none).
+    pub count: u8,
+    /// Or: proxies at these addresses, wherever they are in the chain.
+    pub cidrs: Vec<ipnet::IpNet>,
+}
+
+/// The client's address, from the connection's peer and the `X-Forwarded-For` header.
+///
+/// The header's left end is whatever the client wrote; only the hops appended by trusted proxies
+/// can be believed, so the address is read from the right: the `count`-th hop from the right
+/// (each trusted proxy appends the address it was reached from), or, with CIDRs, the first
+/// address from the right (the peer included) that is not a trusted proxy. A request that did
+/// not come through the proxies (the peer itself is not one) is its peer.
+pub fn client_address(
+    peer: std::net::IpAddr,
+    forwarded_for: Option<&str>,
+    trusted: &TrustedProxies,
+) -> std::net::IpAddr {
+    let hops = || {
+        forwarded_for
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rev()
+    };
+    if !trusted.cidrs.is_empty() {
+        let is_proxy = |ip: &std::net::IpAddr| trusted.cidrs.iter().any(|n| n.contains(ip));
+        let mut current = peer;
+        for hop in hops() {
+            if !is_proxy(&current) {
+                return current;
+            }
+            match hop.parse() {
+                Ok(ip) => current = ip,
+                // Garbage right of the proxies: the last proxy is as far as can be believed.
+                Err(_) => return current,
+            }
+        }
+        return current;
+    }
+    match trusted.count {
+        0 => peer,
+        n => hops()
+            .nth(usize::from(n) - 1)
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(peer),
+    }
+}
+
+/// Live leases one client address may hold in a pool of `pool_size`: `configured`, but never
+/// more than half the pool (at least one), so other visitors keep the rest.
+pub fn leases_per_address(configured: u32, pool_size: usize) -> usize {
+    (configured as usize).min((pool_size / 2).max(1))
+}
+
+/// User agents of crawlers, link previewers, monitors and headless browsers: they see the website
+/// number, never a pool's. The patterns are the `isbot` crate's maintained list (which also knows
+/// headless Chrome and Google's inspection tool), plus tools it lets through; an empty user agent
+/// is a script.
 pub fn is_bot(user_agent: &str) -> bool {
-    const MARKS: [&str; 12] = [
-        "bot",
-        "crawl",
-        "spider",
-        "slurp",
-        "mediapartners",
-        "facebookexternalhit",
-        "preview",
-        "lighthouse",
-        "pingdom",
-        "curl/",
-        "wget/",
-        "python-requests",
-    ];
-    let ua = user_agent.to_ascii_lowercase();
-    ua.trim().is_empty() || MARKS.iter().any(|m| ua.contains(m))
+    static BOTS: std::sync::LazyLock<isbot::Bots> = std::sync::LazyLock::new(|| {
+        let mut bots = isbot::Bots::default();
+        bots.append(&[
+            r"headlesschrome",
+            r"google-inspectiontool",
+            r"^curl/",
+            r"^wget/",
+        ]);
+        bots
+    });
+    user_agent.trim().is_empty() || BOTS.is_bot(user_agent)
 }
 
 /// A website origin allowed to call the session API: exact (`https://www.acme.com`), any
@@ -558,6 +614,32 @@ impl Pool {
                 .min_by_key(|&i| (self.numbers[i].last_assigned, i))
                 .unwrap_or(0)
         });
+        Some(self.place(session, number, now, until))
+    }
+
+    /// Gives `session` a share of `number` until `until` (a client address past its cap shares
+    /// the numbers it holds rather than take another).
+    pub fn share(
+        &mut self,
+        session: u64,
+        number: usize,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Option<Allocation> {
+        if number >= self.numbers.len() {
+            return None;
+        }
+        self.expire(now);
+        Some(self.place(session, number, now, until))
+    }
+
+    fn place(
+        &mut self,
+        session: u64,
+        number: usize,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Allocation {
         let n = &mut self.numbers[number];
         let mut evicted = None;
         if n.live(now) >= MAX_SHARING {
@@ -583,11 +665,11 @@ impl Pool {
         });
         n.last_assigned = Some(now);
         self.holder_of.insert(session, number);
-        Some(Allocation {
+        Allocation {
             number,
             sharing: n.live(now) as u32,
             evicted,
-        })
+        }
     }
 
     /// Extends a live session's lease to `until`; `None` if it holds nothing (ran out, released).
@@ -908,15 +990,88 @@ mod tests {
     }
 
     #[test]
+    fn the_client_address_is_read_from_the_right_past_trusted_proxies() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let peer = ip("10.0.0.2");
+        let none = TrustedProxies::default();
+        let one = TrustedProxies {
+            count: 1,
+            cidrs: vec![],
+        };
+        let two = TrustedProxies {
+            count: 2,
+            cidrs: vec![],
+        };
+        let cidrs = TrustedProxies {
+            count: 0,
+            cidrs: vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+        };
+        let spoofed = Some("6.6.6.6, 203.0.113.7");
+        // Trusting nobody, the header is ignored.
+        assert_eq!(client_address(peer, spoofed, &none), peer);
+        // One proxy appended the client's address: the rightmost hop, whatever the client wrote.
+        assert_eq!(client_address(peer, spoofed, &one), ip("203.0.113.7"));
+        assert_eq!(
+            client_address(peer, Some("203.0.113.7"), &one),
+            ip("203.0.113.7")
+        );
+        // Two proxies: the second from the right.
+        assert_eq!(
+            client_address(peer, Some("6.6.6.6, 203.0.113.7, 10.0.0.9"), &two),
+            ip("203.0.113.7")
+        );
+        // Fewer hops than proxies, or garbage where an address should be: the peer.
+        assert_eq!(client_address(peer, None, &one), peer);
+        assert_eq!(client_address(peer, Some("not-an-ip"), &one), peer);
+        // By network: past every trusted proxy from the right.
+        assert_eq!(
+            client_address(peer, Some("6.6.6.6, 203.0.113.7, 10.1.2.3"), &cidrs),
+            ip("203.0.113.7")
+        );
+        // A peer that is not a proxy is the client, whatever it says.
+        assert_eq!(
+            client_address(ip("198.51.100.4"), spoofed, &cidrs),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            client_address(peer, Some("garbage, 10.0.0.7"), &cidrs),
+            ip("10.0.0.7"),
+            "as far as the proxies can be believed"
+        );
+    }
+
+    #[test]
+    fn an_address_holds_at_most_half_a_pool() {
+        assert_eq!(leases_per_address(2, 4), 2);
+        assert_eq!(leases_per_address(10, 4), 2);
+        assert_eq!(leases_per_address(10, 3), 1);
+        assert_eq!(leases_per_address(2, 1), 1);
+        assert_eq!(leases_per_address(1, 100), 1);
+    }
+
+    #[test]
     fn bots_are_recognised_and_browsers_are_not() {
         assert!(is_bot(
             "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
         ));
         assert!(is_bot("facebookexternalhit/1.1"));
-        assert!(is_bot(""));
-        assert!(!is_bot(
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0 Safari/537.36"
+        // Headless browsers and Google's own page testers are not visitors.
+        assert!(is_bot(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36"
         ));
+        assert!(is_bot(
+            "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36 (compatible; Google-InspectionTool/1.0;)"
+        ));
+        assert!(is_bot("curl/8.5.0"));
+        assert!(is_bot("python-requests/2.31"));
+        assert!(is_bot(""));
+        for browser in [
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0",
+        ] {
+            assert!(!is_bot(browser), "{browser}");
+        }
     }
 
     #[test]

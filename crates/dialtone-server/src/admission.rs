@@ -17,7 +17,9 @@ use dialtone_core::config::CarrierAccount;
 use dialtone_core::engine;
 use dialtone_core::monitor::{DialedCall, Monitor, Monitoring, Raised};
 
-use crate::telemetry::{ALERTS, DIAL_LEGS, DIAL_SETUP_WAIT, DIALED_CALLS, POST_DIAL_DELAY};
+use crate::telemetry::{
+    ALERTS, DIAL_LEGS, DIAL_SETUP_WAIT, DIALED_CALLS, POST_DIAL_DELAY, customer_label,
+};
 
 /// Seconds a call's dial is remembered for its legs' callbacks and its final status: long
 /// enough for a long conversation, so answered calls are counted in the connect rate when they
@@ -214,7 +216,7 @@ impl Admission {
         if legs == 0 {
             return;
         }
-        metrics::counter!(DIAL_LEGS, "carrier_account" => carrier.name.clone(), "company" => company.to_owned())
+        metrics::counter!(DIAL_LEGS, "carrier_account" => carrier.name.clone(), "company" => customer_label(company))
             .increment(legs as u64);
         let at = now;
         let now = seconds(now);
@@ -369,7 +371,7 @@ impl Admission {
                 return Vec::new();
             };
             let asked = dialing.dial_at;
-            metrics::histogram!(DIAL_SETUP_WAIT, "carrier_account" => carrier.name.clone(), "company" => dialing.company.clone())
+            metrics::histogram!(DIAL_SETUP_WAIT, "carrier_account" => carrier.name.clone(), "company" => customer_label(&dialing.company))
                 .record((now - asked).max(0.0));
             a.estimator.leg_started(asked, now);
             let mut raised = a.monitor.leg_set_up(now, now - asked);
@@ -411,7 +413,7 @@ impl Admission {
             }
             dialing.rang = true;
             let delay = (now - dialing.dial_at).max(0.0);
-            metrics::histogram!(POST_DIAL_DELAY, "carrier_account" => carrier.name.clone(), "company" => dialing.company.clone())
+            metrics::histogram!(POST_DIAL_DELAY, "carrier_account" => carrier.name.clone(), "company" => customer_label(&dialing.company))
                 .record(delay);
             a.monitor.first_ring(now, delay)
         });
@@ -468,7 +470,7 @@ impl Admission {
             metrics::counter!(
                 DIALED_CALLS,
                 "carrier_account" => carrier.name.clone(),
-                "company" => d.company,
+                "company" => customer_label(&d.company),
                 "result" => result,
                 "rang" => if call.rang { "true" } else { "false" }
             )

@@ -10,10 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
+use dialtone_core::backup::Scope;
 use dialtone_core::event::Outcome;
 use dialtone_store::{ApiKey, CallCursor, CallQuery};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
+use crate::reload::ReloadError;
 use crate::{AppState, telemetry};
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -83,6 +86,36 @@ impl FromRequestParts<Arc<AppState>> for Auth {
             Some(k) => Ok(Auth(k)),
             None => Err(unauthorized("unknown API key")),
         }
+    }
+}
+
+/// `/metrics` is open unless the server was given a metrics token (`serve --metrics-token`);
+/// then it takes `Authorization: Bearer TOKEN`, or an operator API key.
+async fn metrics_access(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+    let Some(token) = &state.metrics_token else {
+        return Ok(());
+    };
+    let presented = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <metrics token>".into(),
+            )
+        })?;
+    if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+        return Ok(());
+    }
+    match state.store.api_key(presented).await.map_err(internal)? {
+        Some(key) if key.operator => Ok(()),
+        _ => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "not the metrics token nor an operator API key".into(),
+        )),
     }
 }
 
@@ -231,16 +264,27 @@ async fn get_call(
     }
 }
 
-async fn reload(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Result<Response, ApiError> {
-    if !key.admin {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "reloading the configuration needs an admin API key".into(),
-        ));
-    }
-    match state.reload() {
-        Ok(summary) => Ok(Json(json!({ "status": "reloaded", "companies": summary.companies, "tracking_numbers": summary.tracking_numbers })).into_response()),
-        Err(errors) => {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadQuery {
+    /// Drop carrier accounts and tracking numbers that took calls in the last day.
+    #[serde(default)]
+    allow_removals: bool,
+}
+
+async fn reload(
+    State(state): State<Arc<AppState>>,
+    Auth(key): Auth,
+    query: Result<Query<ReloadQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    operator_only(
+        &key,
+        "reloading the configuration (it holds every account's)",
+    )?;
+    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
+    match state.reload(query.allow_removals).await {
+        Ok(summary) => Ok(Json(json!({ "status": "reloaded", "companies": summary.companies, "tracking_numbers": summary.tracking_numbers, "removed": summary.removed })).into_response()),
+        Err(ReloadError::Invalid(errors)) => {
             tracing::warn!(%errors, "configuration reload refused; the running configuration stays");
             let lines: Vec<String> = errors.to_string().lines().map(str::to_owned).collect();
             Ok((
@@ -249,6 +293,18 @@ async fn reload(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Result<R
             )
                 .into_response())
         }
+        Err(ReloadError::Removals(removals)) => {
+            tracing::warn!(removals = ?removals, "configuration reload refused: it drops what takes calls");
+            Ok((
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": "the new configuration drops carrier accounts or tracking numbers that took calls in the last 24 hours; the running configuration stays. Reload with allow_removals=true if that is what you want.",
+                    "removals": removals,
+                })),
+            )
+                .into_response())
+        }
+        Err(e @ ReloadError::Store(_)) => Err(internal(e)),
     }
 }
 
@@ -270,12 +326,7 @@ async fn admission(
     State(state): State<Arc<AppState>>,
     Auth(key): Auth,
 ) -> Result<Response, ApiError> {
-    if !key.admin {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "carrier limits are shown to admin API keys".into(),
-        ));
-    }
+    operator_only(&key, "carrier limits (they are shared by accounts)")?;
     let config = state.config.load();
     let accounts: Vec<serde_json::Value> = state
         .admission
@@ -309,6 +360,32 @@ fn admin_only(key: &ApiKey, what: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Actions on the whole installation take an operator key (`dialtone keys create --operator`).
+fn operator_only(key: &ApiKey, what: &str) -> Result<(), ApiError> {
+    if key.operator {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("{what} needs an operator API key (`dialtone keys create --operator`)"),
+        ))
+    }
+}
+
+/// Whether `key` may see and change `rule`: an operator any; an account's admin key only rules
+/// on its own companies.
+fn rule_visible(key: &ApiKey, config: &dialtone_core::config::Config, rule: &Scope) -> bool {
+    if key.operator {
+        return true;
+    }
+    match rule {
+        Scope::Company { company } | Scope::Tracker { company, .. } => config
+            .company(company)
+            .is_some_and(|c| c.account == key.account),
+        Scope::All | Scope::Tier { .. } => false,
+    }
+}
+
 fn store_error(e: dialtone_store::StoreError) -> ApiError {
     tracing::error!("backup rules: {e}");
     ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
@@ -320,11 +397,15 @@ async fn list_backup(
     Auth(key): Auth,
 ) -> Result<Response, ApiError> {
     admin_only(&key, "backup routing")?;
-    let rules = state
+    let config = state.config.load();
+    let rules: Vec<_> = state
         .store
         .backup_rules(state.clock.now())
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|r| rule_visible(&key, &config, &r.scope))
+        .collect();
     let policy = state
         .call_log_breaker
         .lock()
@@ -355,7 +436,7 @@ async fn add_backup(
 ) -> Result<Response, ApiError> {
     admin_only(&key, "backup routing")?;
     let Json(new) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    use dialtone_core::backup::{BackupRule, Scope};
+    use dialtone_core::backup::BackupRule;
     let scope = match (new.all, new.company, new.tracker, new.tier) {
         (true, None, None, None) => Scope::All,
         (false, Some(company), None, None) => Scope::Company { company },
@@ -390,7 +471,21 @@ async fn add_backup(
             format!("percent must be 1 to 100, not {p}"),
         ));
     }
-    rule.check(&state.config.load(), now)
+    let config = state.config.load();
+    match &rule.scope {
+        Scope::All | Scope::Tier { .. } => operator_only(&key, "backup routing across accounts")?,
+        // Another account's company is as unknown as one that does not exist.
+        Scope::Company { company } | Scope::Tracker { company, .. }
+            if !rule_visible(&key, &config, &rule.scope) =>
+        {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("no company `{company}`"),
+            ));
+        }
+        _ => {}
+    }
+    rule.check(&config, now)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     rule.id = state
         .store
@@ -408,6 +503,21 @@ async fn end_backup(
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     admin_only(&key, "backup routing")?;
+    let now = state.clock.now();
+    let config = state.config.load();
+    let visible = state
+        .store
+        .backup_rules(now)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .any(|r| r.id == id && rule_visible(&key, &config, &r.scope));
+    if !visible {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no live backup rule {id}"),
+        ));
+    }
     let ended = state
         .store
         .end_backup_rule(id, state.clock.now())
@@ -426,12 +536,7 @@ async fn end_backup(
 
 /// Alerts raised since the server started, newest first (admin key).
 async fn alerts(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Result<Response, ApiError> {
-    if !key.admin {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "alerts are shown to admin API keys".into(),
-        ));
-    }
+    operator_only(&key, "carrier alerts (they are shared by accounts)")?;
     let config = state.config.load();
     let alerts: Vec<serde_json::Value> = state
         .admission
@@ -457,13 +562,18 @@ async fn alerts(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Result<R
 /// `GET /api/v1/dni/pools`: each DNI pool's use, peak and recommended size (the key's account).
 async fn dni_pools(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Response {
     let config = state.config.load();
-    let pools = state
-        .dni
-        .health(&config, Some(&key.account), state.clock.now());
+    let pools = state.dni.health(
+        &config,
+        (!key.operator).then_some(key.account.as_str()),
+        state.clock.now(),
+    );
     Json(json!({ "pools": pools })).into_response()
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    if let Err(refused) = metrics_access(&state, &parts).await {
+        return refused.into_response();
+    }
     let Some(handle) = &state.metrics else {
         return (
             StatusCode::NOT_FOUND,
@@ -522,8 +632,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
     for p in state.dni.health(&config, None, state.clock.now()) {
         let labels = [
-            ("company", p.company.clone()),
-            ("tracker", p.tracker.clone()),
+            ("company", telemetry::customer_label(&p.company)),
+            (
+                "tracker",
+                telemetry::customer_label(&format!("{}/{}", p.company, p.tracker)),
+            ),
         ];
         metrics::gauge!(telemetry::DNI_POOL_SIZE, &labels).set(p.pool_size as f64);
         metrics::gauge!(telemetry::DNI_POOL_LIVE, &labels).set(p.live_sessions as f64);

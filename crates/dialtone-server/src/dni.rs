@@ -108,6 +108,9 @@ struct State {
     peaks: HashMap<(String, String), HourlyPeaks>,
     sessions: HashMap<u64, Session>,
     visitors: HashMap<String, u64>,
+    /// Sessions each client address started in each pool, newest last: (company, tracker,
+    /// address). Pruned with the sessions.
+    by_client: HashMap<(String, String, String), Vec<u64>>,
     next_id: u64,
     limits: Option<((u32, u32, u32), KeyedLimit, KeyedLimit)>,
     last_prune: Option<DateTime<Utc>>,
@@ -329,6 +332,18 @@ impl Dni {
         let id = s.next_id.max(1);
         s.next_id = id + 1;
         let key = (company.slug.clone(), tracker.name.clone());
+        // One address holds at most a few numbers of a pool; past that its visitors share them,
+        // so one client cannot take the pool from everyone else.
+        let held: Vec<usize> = v
+            .client
+            .as_ref()
+            .and_then(|c| s_by_client(&s.by_client, &key, c))
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|&x| s.pools.get(&key)?.pool.number_of(x, now))
+                    .collect()
+            })
+            .unwrap_or_default();
         let entry = s.pool(config, &key, now);
         let Some(entry) = entry else {
             return Ok(Started::Keep {
@@ -336,7 +351,14 @@ impl Dni {
                 reason: "no tracked source",
             });
         };
-        let Some(got) = entry.pool.allocate(id, prefer, now, now + lease) else {
+        let cap = dni::leases_per_address(config.dni.leases_per_address, entry.pool.size());
+        let got = if held.len() >= cap {
+            held.last()
+                .and_then(|&n| entry.pool.share(id, n, now, now + lease))
+        } else {
+            entry.pool.allocate(id, prefer, now, now + lease)
+        };
+        let Some(got) = got else {
             return Ok(Started::Keep {
                 visitor: Some(visitor),
                 reason: "empty pool",
@@ -355,7 +377,7 @@ impl Dni {
                 at: now,
             });
         }
-        let counters = s.counters.entry(key).or_default();
+        let counters = s.counters.entry(key.clone()).or_default();
         counters.sessions += 1;
         if got.sharing > 1 {
             counters.shared_allocations += 1;
@@ -388,6 +410,12 @@ impl Dni {
         })));
         s.sessions.insert(id, session);
         s.visitors.insert(visitor.clone(), id);
+        if let Some(c) = v.client.clone() {
+            s.by_client
+                .entry((key.0.clone(), key.1.clone(), c))
+                .or_default()
+                .push(id);
+        }
         Ok(Started::Swap {
             session: id,
             secret,
@@ -485,7 +513,7 @@ impl Dni {
         let key = (t.company.slug.clone(), t.tracker.name.clone());
         let mut s = self.lock();
         let got = s.pool(config, &key, now)?.pool.attribute(index, now)?;
-        let counters = s.counters.entry(key).or_default();
+        let counters = s.counters.entry(key.clone()).or_default();
         counters.attributed_calls += 1;
         if got.shared_with > 1 {
             counters.shared_attributions += 1;
@@ -710,7 +738,20 @@ impl State {
         self.sessions.retain(|_, x| x.end >= horizon);
         let sessions = &self.sessions;
         self.visitors.retain(|_, id| sessions.contains_key(id));
+        self.by_client.retain(|_, ids| {
+            ids.retain(|id| sessions.get(id).is_some_and(|x| x.end > now));
+            !ids.is_empty()
+        });
     }
+}
+
+/// The sessions `client` started in the pool `key`.
+fn s_by_client<'a>(
+    by_client: &'a HashMap<(String, String, String), Vec<u64>>,
+    key: &(String, String),
+    client: &str,
+) -> Option<&'a Vec<u64>> {
+    by_client.get(&(key.0.clone(), key.1.clone(), client.to_owned()))
 }
 
 /// Who has called which company before, to tell first calls from repeat ones. In memory (a
@@ -731,11 +772,20 @@ impl Callers {
         set.extend(pairs.into_iter().map(|(c, n)| Self::key(&c, &n)));
     }
 
-    /// Whether this is `caller`'s first call to `company` (and remembers it).
-    pub fn first_call(&self, company: &str, caller: &str) -> bool {
+    /// Whether `caller` has never called `company`.
+    pub fn is_first(&self, company: &str, caller: &str) -> bool {
+        !self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&Self::key(company, caller))
+    }
+
+    /// `caller` has called `company` (once the call is logged).
+    pub fn remember(&self, company: &str, caller: &str) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(Self::key(company, caller))
+            .insert(Self::key(company, caller));
     }
 }

@@ -21,6 +21,7 @@ mod amp;
 mod api;
 mod carrier;
 pub mod dni;
+pub mod reload;
 mod snippet;
 pub mod telemetry;
 
@@ -100,6 +101,17 @@ impl RoundRobin {
     }
 }
 
+impl RoundRobin {
+    /// Takes back a turn whose call was refused (a replay): `turns` is the count after it was
+    /// taken. A turn another call has taken since stays taken.
+    pub fn give_back(&self, key: &str, turns: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(counter) = map.get_mut(key).filter(|c| **c == turns) {
+            *counter -= 1;
+        }
+    }
+}
+
 impl Turns for RoundRobin {
     fn take_turn(&self, key: &str) -> u64 {
         let mut map = self
@@ -130,15 +142,59 @@ pub struct AppState {
     pub callers: dni::Callers,
     /// The automatic backup policy for a failing call log.
     pub call_log_breaker: Mutex<dialtone_core::backup::Breaker>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct ReloadSummary {
-    pub companies: usize,
-    pub tracking_numbers: usize,
+    /// How long a webhook waits for its events to be durable before it answers backup routing
+    /// instead (3 s; the carrier gives up at 15 s).
+    pub durability_budget: std::time::Duration,
+    /// When set, `/metrics` takes this bearer token (or an operator API key).
+    pub metrics_token: Option<String>,
 }
 
 impl AppState {
+    /// The state of a server on `store` with `config` (read again from `config_source` on
+    /// reloads), its callback URLs under `links`. Round-robin counters start where `turns` says;
+    /// backup rules and visitors are read from the store by [`AppState::refresh_backup_rules`]
+    /// and [`AppState::restore_visitors`].
+    pub fn new(
+        config: Config,
+        config_source: ConfigSource,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        links: Links,
+        turns: HashMap<String, u64>,
+    ) -> Self {
+        Self {
+            config: ArcSwap::from_pointee(config),
+            config_source,
+            store,
+            clock,
+            links,
+            turns: RoundRobin::new(turns),
+            metrics: None,
+            admission: Default::default(),
+            backup_rules: Default::default(),
+            dni: Default::default(),
+            callers: Default::default(),
+            call_log_breaker: Default::default(),
+            durability_budget: std::time::Duration::from_secs(3),
+            metrics_token: None,
+        }
+    }
+
+    /// Serves `/metrics` from `handle`.
+    pub fn with_metrics(
+        mut self,
+        handle: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Self {
+        self.metrics = handle;
+        self
+    }
+
+    /// Makes `/metrics` take `token` (or an operator key).
+    pub fn with_metrics_token(mut self, token: Option<String>) -> Self {
+        self.metrics_token = token.filter(|t| !t.is_empty());
+        self
+    }
+
     /// Reads the live backup rules from the store into the copy calls read.
     pub async fn refresh_backup_rules(&self) -> Result<(), dialtone_store::StoreError> {
         let rules = self.store.backup_rules(self.clock.now()).await?;
@@ -156,8 +212,6 @@ impl AppState {
         Ok(())
     }
 
-    /// Reads the configuration again; a configuration with errors is refused and the running one
-    /// stays.
     /// The breaker's (failures before it opens, cool-down seconds).
     pub fn call_log_breaker_settings(&self) -> (u32, i64) {
         let b = self
@@ -165,22 +219,6 @@ impl AppState {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         (b.after_failures, b.cool_down_s)
-    }
-
-    pub fn reload(&self) -> Result<ReloadSummary, ConfigErrors> {
-        let config = self.config_source.load()?;
-        let summary = ReloadSummary {
-            companies: config.companies.len(),
-            tracking_numbers: config.tracking_numbers(),
-        };
-        self.admission.configure(&config.admission);
-        self.config.store(Arc::new(config));
-        tracing::info!(
-            companies = summary.companies,
-            tracking_numbers = summary.tracking_numbers,
-            "configuration reloaded"
-        );
-        Ok(summary)
     }
 }
 

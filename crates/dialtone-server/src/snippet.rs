@@ -210,7 +210,8 @@ struct StartBody {
     referrer: Option<String>,
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
+/// The client's address: the peer, or what trusted proxies say in `X-Forwarded-For`, read from
+/// the right (`dni::client_address`).
 pub(crate) fn client(
     config: &Config,
     headers: &HeaderMap,
@@ -218,19 +219,15 @@ pub(crate) fn client(
 ) -> Option<String> {
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(p)| *p);
-    if config.dni.trust_forwarded_for {
-        let forwarded = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    peer.map(|p| p.ip().to_string())
+        .map(|ConnectInfo(p)| p.ip())?;
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let forwarded = (!forwarded.is_empty()).then_some(forwarded.as_str());
+    Some(dialtone_core::dni::client_address(peer, forwarded, &config.dni.proxies).to_string())
 }
 
 pub(crate) fn non_empty(s: Option<String>) -> Option<String> {

@@ -1,7 +1,11 @@
 //! Prometheus metrics. Labels never carry phone numbers: they would leak personal data into
-//! monitoring and explode cardinality.
+//! monitoring and explode cardinality. Nor, unless the operator asks for them
+//! (`serve --metrics-customer-labels`), customers' names: a company or tracker label is then a
+//! pseudonym, `c` and the first 10 hex digits of the SHA-256 of its slug (or of
+//! `company/tracker`), stable across restarts, which the operator can recompute.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -9,6 +13,7 @@ pub const WEBHOOK_SECONDS: &str = "dialtone_webhook_duration_seconds";
 pub const WEBHOOK_REQUESTS: &str = "dialtone_webhook_requests_total";
 pub const LEGS: &str = "dialtone_legs_total";
 pub const CALLS_RECEIVED: &str = "dialtone_calls_received_total";
+pub const WEBHOOK_REFUSED: &str = "dialtone_webhook_refused_total";
 /// Emitted by the store when a call ends.
 pub const CALLS: &str = "dialtone_calls_total";
 pub const LOG_EVENTS: &str = "dialtone_call_log_events_total";
@@ -45,6 +50,22 @@ pub const DNI_ATTRIBUTED_CALLS: &str = "dialtone_dni_attributed_calls_total";
 pub const DNI_SHARED_ATTRIBUTIONS: &str = "dialtone_dni_shared_attributions_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static CUSTOMER_LABELS: AtomicBool = AtomicBool::new(false);
+
+/// Whether company and tracker labels carry their names (off by default).
+pub fn set_customer_labels(on: bool) {
+    CUSTOMER_LABELS.store(on, Ordering::Relaxed);
+}
+
+/// The label value for a company (`slug`) or a tracker (`company/tracker`).
+pub fn customer_label(name: &str) -> String {
+    if CUSTOMER_LABELS.load(Ordering::Relaxed) {
+        name.to_owned()
+    } else {
+        let hash = dialtone_store::hash_key(name);
+        format!("c{}", &hash[..10])
+    }
+}
 
 /// Installs the process-wide recorder once and returns its handle (`None` if another recorder
 /// was installed first, e.g. by an embedding program).
@@ -73,6 +94,10 @@ pub fn install() -> Option<PrometheusHandle> {
                 "Outbound legs that ended, by the carrier's final status."
             );
             metrics::describe_counter!(CALLS_RECEIVED, "Inbound calls received, by routing.");
+            metrics::describe_counter!(
+                WEBHOOK_REFUSED,
+                "Signed carrier requests refused: for a call of another carrier account, or a call already received."
+            );
             metrics::describe_counter!(CALLS, "Calls that ended, by outcome.");
             metrics::describe_counter!(LOG_EVENTS, "Call log events committed.");
             metrics::describe_counter!(

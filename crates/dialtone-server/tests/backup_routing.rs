@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::http::Request;
 use chrono::{DateTime, Utc};
 use dialtone_core::{config, demo, links::Links};
-use dialtone_server::{AppState, ConfigSource, RoundRobin, SystemClock};
+use dialtone_server::{AppState, ConfigSource, SystemClock};
 use dialtone_store::{
     ApiKey, Batch, CallCursor, CallPage, CallQuery, CallRecord, CallsAfter, Store, StoreError,
     WriterStats,
@@ -56,8 +55,7 @@ impl Store for BrokenStore {
     async fn create_api_key(
         &self,
         _: &str,
-        _: &str,
-        _: bool,
+        _: &ApiKey,
         _: &str,
         _: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -101,6 +99,13 @@ impl Store for BrokenStore {
     async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
         Err(StoreError::WriterGone)
     }
+    async fn traffic(
+        &self,
+        _: &[String],
+        _: DateTime<Utc>,
+    ) -> Result<Vec<dialtone_store::Traffic>, StoreError> {
+        Err(StoreError::WriterGone)
+    }
     fn stats(&self) -> WriterStats {
         WriterStats::default()
     }
@@ -113,23 +118,17 @@ fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>, Arc<AppState>) {
         trouble,
         appends: AtomicUsize::new(0),
     });
-    let state = Arc::new(AppState {
-        config: ArcSwap::from_pointee(config::load("demo", demo::CONFIG, &|_: &str| None).unwrap()),
-        config_source: ConfigSource::Builtin {
+    let state = Arc::new(AppState::new(
+        config::load("demo", demo::CONFIG, &|_: &str| None).unwrap(),
+        ConfigSource::Builtin {
             name: demo::CONFIG_NAME,
             text: demo::CONFIG,
         },
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
-        links: Links::new(PUBLIC),
-        turns: RoundRobin::default(),
-        metrics: None,
-        admission: Default::default(),
-        backup_rules: Default::default(),
-        dni: Default::default(),
-        callers: Default::default(),
-        call_log_breaker: Default::default(),
-    });
+        store.clone(),
+        Arc::new(SystemClock),
+        Links::new(PUBLIC),
+        HashMap::new(),
+    ));
     (dialtone_server::router(state.clone()), store, state)
 }
 

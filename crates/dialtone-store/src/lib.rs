@@ -14,8 +14,10 @@ use dialtone_core::event::{CallAttribution, Event};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+mod fallback;
 mod sqlite;
 
+pub use fallback::{Fallback, Replace};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,14 +30,46 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("{0}")]
     Invalid(String),
+    /// The batch was refused whole and nothing of it was written.
+    #[error("{0}")]
+    Refused(Refusal),
+}
+
+/// Why the store refused a carrier request's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// An event names a call of another carrier account than the one that signed the request.
+    #[error("the call belongs to another carrier account")]
+    OtherAccount,
+    /// The inbound-call webhook of a call already received (a replay or a carrier retry).
+    #[error("the call was already received")]
+    AlreadyReceived,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::OtherAccount => "other_account",
+            Refusal::AlreadyReceived => "already_received",
+        }
+    }
 }
 
 /// What one request appends: events, round-robin counters that moved, DNI leases that changed.
+///
+/// A batch is written whole or not at all, in the order appended: a call's events from one
+/// request are never split across transactions.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     pub events: Vec<Event>,
     pub turns: Vec<(String, u64)>,
     pub sessions: Vec<SessionWrite>,
+    /// The carrier account that signed the request the events come from. When set, the batch is
+    /// refused whole ([`Refusal`]) if an event names a call of another carrier account, or if it
+    /// receives a call already received. `None` for dialtone's own writes (reconcile, DNI).
+    pub signed_by: Option<String>,
+    /// What the request answered instead, if it gave up waiting (see [`Fallback`]).
+    pub fallback: Option<std::sync::Arc<Fallback>>,
 }
 
 /// A DNI visitor session and its lease on a pool number, as stored.
@@ -240,10 +274,42 @@ pub struct TimelineEntry {
     pub detail: serde_json::Value,
 }
 
+/// Calls to one tracking number through one carrier account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    pub carrier_account_sid: String,
+    pub tracking_number: String,
+    pub calls: u64,
+}
+
+/// What an API key may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
+    /// The account whose companies and calls it acts on (empty for an operator key).
     pub account: String,
+    /// May change its account's settings (backup rules for its companies), not just read.
     pub admin: bool,
+    /// Acts on the whole installation: configuration reloads, backup routing across accounts,
+    /// carrier limits and alerts, `/metrics`. Made only from the command line.
+    pub operator: bool,
+}
+
+impl ApiKey {
+    pub fn account(account: &str, admin: bool) -> Self {
+        Self {
+            account: account.to_owned(),
+            admin,
+            operator: false,
+        }
+    }
+
+    pub fn operator() -> Self {
+        Self {
+            account: String::new(),
+            admin: true,
+            operator: true,
+        }
+    }
 }
 
 /// Storage for everything dialtone keeps. Appends are durable when they return `Ok`.
@@ -264,8 +330,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_api_key(
         &self,
         key: &str,
-        account: &str,
-        admin: bool,
+        scope: &ApiKey,
         label: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
@@ -291,6 +356,13 @@ pub trait Store: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<StoredSession>, StoreError>;
+    /// Calls received since `since` per (carrier account sid, tracking number), for `accounts`'
+    /// companies: what a configuration change would stop routing.
+    async fn traffic(
+        &self,
+        accounts: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Traffic>, StoreError>;
     /// Every (company, caller number) that has called, to tell first calls from repeat ones.
     async fn callers(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Commits whatever a store acknowledged before committing it (replay's inline writer).

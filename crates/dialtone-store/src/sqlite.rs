@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dialtone_core::backup::BackupRule;
-use dialtone_core::event::{CallReceived, EventBody, Outcome};
+use dialtone_core::event::{CallReceived, EventBody, Outcome, Routing};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -22,10 +22,11 @@ mod wal;
 use sid_index::{MERGE_AT, MERGE_WHEN_IDLE, Merge, RecentSids, find_call, unmerged_sids};
 use wal::{checkpoint_loop, reset_wal_if_wanted};
 
+use crate::fallback::End;
 use crate::{
     ApiKey, Batch, CallCursor, CallPage, CallQuery, CallRecord, CallsAfter, LegRecord, Marketing,
-    SessionWrite, Store, StoreError, StoredSession, TimelineEntry, WriterStats, hash_key,
-    timestamp,
+    Refusal, SessionWrite, Store, StoreError, StoredSession, TimelineEntry, Traffic, WriterStats,
+    hash_key, timestamp,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -34,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0003_dial_shape.sql"),
     include_str!("../migrations/sqlite/0004_backup_rules.sql"),
     include_str!("../migrations/sqlite/0005_dni.sql"),
+    include_str!("../migrations/sqlite/0006_operator_keys.sql"),
 ];
 /// Appends taken into one transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -315,6 +317,7 @@ fn write_loop(
 /// Writes everything in one transaction (one fsync for all). If the database refuses one append
 /// (a constraint, a value it cannot store), rolls back and writes each append on its own, so
 /// only that one fails. Other errors (disk full, I/O) fail the whole commit: the caller spools.
+/// A batch the store refuses ([`Refusal`]) is left out whole and does not fail the others.
 fn commit(
     conn: &mut Connection,
     recent: &RecentSids,
@@ -323,7 +326,13 @@ fn commit(
 ) -> Result<Vec<Result<(), StoreError>>, rusqlite::Error> {
     let batches = retry.iter().chain(work.iter().map(|a| &a.batch));
     match in_one_transaction(conn, recent, batches) {
-        Ok(()) => return Ok(work.iter().map(|_| Ok(())).collect()),
+        Ok(results) => {
+            return Ok(results
+                .into_iter()
+                .skip(retry.len())
+                .map(|r| r.map_err(StoreError::Refused))
+                .collect());
+        }
         Err(e) if !refused(&e) => return Err(e),
         Err(e) => tracing::warn!(error = %e, "an append was refused; writing appends one by one"),
     }
@@ -332,37 +341,67 @@ fn commit(
             if !refused(&e) {
                 return Err(e);
             }
+            dropped(b);
             tracing::error!(error = %e, "dropping a spooled batch the database refuses");
         }
     }
     let mut results = Vec::with_capacity(work.len());
     for a in work.iter() {
         match in_one_transaction(conn, recent, std::iter::once(&a.batch)) {
-            Ok(()) => results.push(Ok(())),
-            Err(e) if refused(&e) => results.push(Err(StoreError::from(e))),
+            Ok(mut r) => results.push(r.pop().unwrap_or(Ok(())).map_err(StoreError::Refused)),
+            Err(e) if refused(&e) => {
+                dropped(&a.batch);
+                results.push(Err(StoreError::from(e)));
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(results)
 }
 
+/// The database refused `batch` for good: its request is told, if it waits to replace it.
+fn dropped(batch: &Batch) {
+    if let Some(f) = &batch.fallback {
+        f.end(End::Dropped);
+    }
+}
+
 /// Applies the batches and commits; the calls they created join the recent sids only once the
-/// commit has succeeded.
+/// commit has succeeded. Each batch's result: written, or refused whole.
 fn in_one_transaction<'a>(
     conn: &mut Connection,
     recent: &RecentSids,
     batches: impl Iterator<Item = &'a Batch>,
-) -> Result<(), rusqlite::Error> {
+) -> Result<Vec<Result<(), Refusal>>, rusqlite::Error> {
     let tx = write_transaction(conn)?;
     let mut created = HashMap::new();
+    let mut results = Vec::new();
+    let mut fallbacks = Vec::new();
+    let mut applied = Ok(());
     for b in batches {
-        apply(&tx, recent, &mut created, b)?;
+        fallbacks.push(b.fallback.as_deref());
+        match apply(&tx, recent, &mut created, b) {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                applied = Err(e);
+                break;
+            }
+        }
     }
-    tx.commit()?;
+    let committed = applied.and_then(|()| tx.commit());
+    for (i, f) in fallbacks.into_iter().enumerate() {
+        let Some(f) = f else { continue };
+        f.end(match (&committed, results.get(i)) {
+            (Ok(()), Some(Ok(()))) => End::Committed,
+            (Ok(()), _) => End::Dropped,
+            (Err(_), _) => End::RolledBack,
+        });
+    }
+    committed?;
     if let Ok(mut map) = recent.write() {
         map.extend(created);
     }
-    Ok(())
+    Ok(results)
 }
 
 /// Takes the write lock at BEGIN, waiting out a checkpoint that holds it. A transaction that read
@@ -386,27 +425,44 @@ fn refused(e: &rusqlite::Error) -> bool {
     }
 }
 
+/// Writes one batch, or refuses it whole before writing any of it.
 fn apply(
     conn: &Connection,
     recent: &RecentSids,
     created: &mut HashMap<Arc<str>, i64>,
     batch: &Batch,
-) -> Result<(), rusqlite::Error> {
+) -> Result<Result<(), Refusal>, rusqlite::Error> {
+    let replaced = batch.fallback.as_ref().and_then(|f| f.begin());
+    let events = replaced.as_deref().unwrap_or(&batch.events);
+    let mut ids = Vec::with_capacity(events.len());
+    for e in events {
+        let id = find_call(conn, recent, created, &e.call_sid)?;
+        if let (Some(signer), Some(call)) = (&batch.signed_by, id)
+            && let Some(refusal) = refusal(conn, call, signer, &e.body)?
+        {
+            return Ok(Err(refusal));
+        }
+        ids.push(id);
+    }
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (call_sid, call_id, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for e in &batch.events {
+    for (e, found) in events.iter().zip(ids) {
         let body = serde_json::to_string(&e.body)
             .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
         let at = timestamp(e.at);
-        let mut id = find_call(conn, recent, created, &e.call_sid)?;
+        // A call received earlier in this batch.
+        let mut id = match found {
+            Some(id) => Some(id),
+            None => created.get(e.call_sid.as_str()).copied(),
+        };
         match (&e.body, id) {
-            // A carrier retry of the same webhook is logged as an event but does not restart the call.
             (EventBody::CallReceived(c), None) => {
                 let new = insert_call(conn, &e.call_sid, &at, c)?;
                 created.insert(Arc::from(e.call_sid.as_str()), new);
                 id = Some(new);
             }
+            // Unsigned batches (reconcile) may say again what is known: logged, not projected.
             (EventBody::CallReceived(_), Some(_)) => {}
             (body, Some(call)) => project(conn, call, &at, body)?,
             // An event for a call never received (a stray callback) is kept, belonging to none.
@@ -424,7 +480,25 @@ fn apply(
     for w in &batch.sessions {
         write_session(conn, w)?;
     }
-    Ok(())
+    Ok(Ok(()))
+}
+
+/// Whether an event of a request signed by carrier account `signer` may touch `call`.
+fn refusal(
+    conn: &Connection,
+    call: i64,
+    signer: &str,
+    body: &EventBody,
+) -> Result<Option<Refusal>, rusqlite::Error> {
+    let owner: Option<String> = conn
+        .prepare_cached("SELECT carrier_account_sid FROM calls WHERE id = ?1")?
+        .query_row([call], |r| r.get(0))
+        .optional()?;
+    Ok(match (owner, body) {
+        (Some(owner), _) if owner != signer => Some(Refusal::OtherAccount),
+        (_, EventBody::CallReceived(_)) => Some(Refusal::AlreadyReceived),
+        _ => None,
+    })
 }
 
 fn write_session(conn: &Connection, w: &SessionWrite) -> Result<(), rusqlite::Error> {
@@ -579,6 +653,16 @@ fn project(
                 .and_then(|p| serde_json::from_str(&p).ok())
                 .unwrap_or_default();
             steps.extend(f.answer.path.iter().cloned());
+            if f.trigger == "voice" && f.answer.routing == Some(Routing::Backup) {
+                // The inbound call's own answer was not delivered (the call log did not confirm
+                // it in time) and backup routing was answered instead: the flow never started,
+                // and no notice was played.
+                conn.prepare_cached(
+                    "UPDATE calls SET path = '[]', notice_played = 0, dial_shape = NULL WHERE id = ?1",
+                )?
+                .execute([call])?;
+                steps.clear();
+            }
             conn.prepare_cached(
                 "UPDATE calls SET path = ?2, notice_played = notice_played OR ?3,
                     routing = CASE WHEN ?4 = 'backup' THEN 'backup' ELSE routing END,
@@ -829,6 +913,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let events: usize = pending.iter().map(|b| b.events.len()).sum();
+        // Replay's requests are acknowledged before this: a refused batch is only left out.
         in_one_transaction(conn, &self.recent_sids, pending.iter())?;
         pending.clear();
         self.counters
@@ -968,11 +1053,12 @@ impl Store for SqliteStore {
         let hash = hash_key(key);
         self.read(move |conn| {
             Ok(conn
-                .prepare_cached("SELECT account, admin FROM api_keys WHERE hash = ?1")?
+                .prepare_cached("SELECT account, admin, operator FROM api_keys WHERE hash = ?1")?
                 .query_row([hash], |r| {
                     Ok(ApiKey {
                         account: r.get(0)?,
                         admin: r.get(1)?,
+                        operator: r.get(2)?,
                     })
                 })
                 .optional()?)
@@ -983,18 +1069,25 @@ impl Store for SqliteStore {
     async fn create_api_key(
         &self,
         key: &str,
-        account: &str,
-        admin: bool,
+        scope: &ApiKey,
         label: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (hash, account, label) = (hash_key(key), account.to_owned(), label.to_owned());
+        let (hash, scope, label) = (hash_key(key), scope.clone(), label.to_owned());
         // Rare and not on the call path: a reader connection may write (WAL serialises writers).
         self.read(move |conn| {
             conn.execute(
-                "INSERT INTO api_keys (hash, account, admin, label, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO api_keys (hash, account, admin, operator, label, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (hash) DO NOTHING",
-                params![hash, account, admin, label, timestamp(now)],
+                params![
+                    hash,
+                    scope.account,
+                    scope.admin,
+                    scope.operator,
+                    label,
+                    timestamp(now)
+                ],
             )?;
             Ok(())
         })
@@ -1133,6 +1226,37 @@ impl Store for SqliteStore {
                     session_from_row,
                 )?
                 .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn traffic(
+        &self,
+        accounts: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Traffic>, StoreError> {
+        self.flush().await?;
+        let accounts = accounts.to_vec();
+        let since = timestamp(since);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT carrier_account_sid, tracking_number, count(*) FROM calls
+                 WHERE account = ?1 AND started_at >= ?2 GROUP BY 1, 2",
+            )?;
+            let mut all = Vec::new();
+            for account in &accounts {
+                let rows = stmt.query_map(params![account, since], |r| {
+                    Ok(Traffic {
+                        carrier_account_sid: r.get(0)?,
+                        tracking_number: r.get(1)?,
+                        calls: r.get::<_, i64>(2)? as u64,
+                    })
+                })?;
+                for row in rows {
+                    all.push(row?);
+                }
+            }
+            Ok(all)
         })
         .await
     }

@@ -85,6 +85,34 @@ fn required<T: FromStr>(form: &Form, name: &'static str) -> Result<T, WebhookErr
     })
 }
 
+/// A carrier sid (call, account, recording): 1 to 64 letters, digits, `-` or `_`. Twilio's are
+/// two letters and 32 hex digits; other dialects use UUIDs. An empty or odd one is not a call.
+fn sid(form: &Form, name: &'static str) -> Result<String, WebhookError> {
+    let v = form.require(name)?;
+    if is_sid(v) {
+        Ok(v.to_owned())
+    } else {
+        Err(WebhookError::Invalid {
+            name,
+            value: v.chars().take(80).collect(),
+        })
+    }
+}
+
+fn optional_sid(form: &Form, name: &'static str) -> Result<Option<String>, WebhookError> {
+    match form.get(name).filter(|v| !v.is_empty()) {
+        Some(_) => sid(form, name).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Whether `v` is shaped like a carrier sid.
+pub fn is_sid(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn optional<T: FromStr>(form: &Form, name: &'static str) -> Result<Option<T>, WebhookError> {
     form.get(name)
         .filter(|v| !v.is_empty())
@@ -129,8 +157,8 @@ pub struct CallParams {
 impl CallParams {
     pub fn from_form(form: &Form) -> Result<Self, WebhookError> {
         Ok(Self {
-            call_sid: required(form, "CallSid")?,
-            account_sid: required(form, "AccountSid")?,
+            call_sid: sid(form, "CallSid")?,
+            account_sid: sid(form, "AccountSid")?,
             from: required(form, "From")?,
             to: required(form, "To")?,
             call_status: required::<CallStatus>(form, "CallStatus")?,
@@ -138,7 +166,7 @@ impl CallParams {
             api_version: text(form, "ApiVersion"),
             forwarded_from: text(form, "ForwardedFrom"),
             caller_name: text(form, "CallerName"),
-            parent_call_sid: text(form, "ParentCallSid"),
+            parent_call_sid: optional_sid(form, "ParentCallSid")?,
         })
     }
 
@@ -273,9 +301,9 @@ pub struct RecordingStatus {
 impl RecordingStatus {
     pub fn from_form(form: &Form) -> Result<Self, WebhookError> {
         Ok(Self {
-            account_sid: required(form, "AccountSid")?,
-            call_sid: required(form, "CallSid")?,
-            recording_sid: required(form, "RecordingSid")?,
+            account_sid: sid(form, "AccountSid")?,
+            call_sid: sid(form, "CallSid")?,
+            recording_sid: sid(form, "RecordingSid")?,
             recording_url: required(form, "RecordingUrl")?,
             recording_status: required(form, "RecordingStatus")?,
             recording_duration: optional(form, "RecordingDuration")?,

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arc_swap::ArcSwap;
 use clap::{Args, Parser, Subcommand};
 use dialtone_core::demo;
 use dialtone_core::links::Links;
-use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, RoundRobin, SystemClock};
+use dialtone_server::{AppState, Clock, ConfigSource, OffsetClock, SystemClock};
 
 mod backup;
 mod call;
@@ -104,6 +103,13 @@ struct ServeArgs {
     /// demos of business-hours routing).
     #[arg(long, env = "DIALTONE_CLOCK_START", hide = true)]
     clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Make `/metrics` take `Authorization: Bearer TOKEN` (or an operator API key).
+    #[arg(long, env = "DIALTONE_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Label metrics with company and tracker names (by default, pseudonyms: see
+    /// ARCHITECTURE.md).
+    #[arg(long, env = "DIALTONE_METRICS_CUSTOMER_LABELS")]
+    metrics_customer_labels: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,19 +118,47 @@ enum ConfigCommand {
     Check { file: PathBuf },
     /// Print the demo configuration, a starting point for your own.
     Demo,
+    /// Ask a running server to read its configuration file again (an operator key).
+    Reload {
+        /// Also drop carrier accounts and tracking numbers that took calls in the last 24 hours.
+        #[arg(long)]
+        allow_removals: bool,
+        /// The running server.
+        #[arg(long, env = "DIALTONE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An operator API key.
+        #[arg(long, env = "DIALTONE_API_KEY", hide_env_values = true)]
+        api_key: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum KeysCommand {
-    /// Create an API key for an account and print it (only its hash is stored).
+    /// Create an API key and print it (only its hash is stored): for one account of the
+    /// configuration, or with --operator for the whole installation.
     Create {
-        #[arg(long)]
-        account: String,
-        /// May reload the configuration.
-        #[arg(long)]
+        /// The account (as the configuration names it) whose companies and calls the key acts on.
+        #[arg(
+            long,
+            required_unless_present = "operator",
+            conflicts_with = "operator"
+        )]
+        account: Option<String>,
+        /// May change the account's settings (backup routing for its companies), not just read.
+        #[arg(long, conflicts_with = "operator")]
         admin: bool,
+        /// Acts on the whole installation: configuration reloads, backup routing across
+        /// accounts, carrier limits and alerts, /metrics.
+        #[arg(long)]
+        operator: bool,
         #[arg(long, default_value = "")]
         label: String,
+        /// The configuration the account must be in.
+        #[arg(long, env = "DIALTONE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Check the account against the demo configuration.
+        #[arg(long)]
+        demo: bool,
         #[command(flatten)]
         database: DatabaseArg,
     },
@@ -168,22 +202,55 @@ fn main() -> anyhow::Result<()> {
             Command::Reconcile(args) => reconcile::run(args).await,
             Command::Plot(args) => compare::run(args),
             Command::Backup(command) => backup::run(command).await,
+            Command::Config(ConfigCommand::Reload {
+                allow_removals,
+                url,
+                api_key,
+            }) => config_reload(&url, &api_key, allow_removals).await,
             Command::Keys(KeysCommand::Create {
                 account,
                 admin,
+                operator,
                 label,
+                config,
+                demo,
                 database,
             }) => {
+                let scope = match account {
+                    _ if operator => dialtone_store::ApiKey::operator(),
+                    Some(account) => {
+                        let config = config_source(config, demo)
+                            .context("an account's key is checked against the configuration")?
+                            .load()
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        let known: std::collections::BTreeSet<&str> =
+                            config.companies.iter().map(|c| c.account.as_str()).collect();
+                        if !known.contains(account.as_str()) {
+                            bail!(
+                                "no account `{account}` in the configuration (its companies' accounts: {})",
+                                known.into_iter().collect::<Vec<_>>().join(", ")
+                            );
+                        }
+                        dialtone_store::ApiKey::account(&account, admin)
+                    }
+                    None => bail!("say --account NAME or --operator"),
+                };
                 let store = dialtone_store::open(&database.database)?;
-                let key = new_api_key();
+                let key = new_api_key()?;
                 store
-                    .create_api_key(&key, &account, admin, &label, chrono::Utc::now())
+                    .create_api_key(&key, &scope, &label, chrono::Utc::now())
                     .await?;
                 println!("{key}");
-                eprintln!(
-                    "API key for account `{account}`{} created; it is shown only once.",
-                    if admin { " (admin)" } else { "" }
-                );
+                let what = if scope.operator {
+                    "Operator API key".to_owned()
+                } else {
+                    format!(
+                        "API key for account `{}`{}",
+                        scope.account,
+                        if scope.admin { " (admin)" } else { "" }
+                    )
+                };
+                eprintln!("{what} created; it is shown only once.");
                 Ok(())
             }
             Command::Migrate(db) => {
@@ -213,18 +280,59 @@ fn config_check(file: PathBuf) -> anyhow::Result<()> {
     }
 }
 
-/// 32 random bytes from the OS, hex: long enough that an unsalted hash is safe to store.
-fn new_api_key() -> String {
-    use std::io::Read;
+/// 24 random bytes from the OS, hex: long enough that an unsalted hash is safe to store. Fails
+/// closed: no key at all rather than a guessable one.
+fn new_api_key() -> anyhow::Result<String> {
     let mut bytes = [0u8; 24];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut bytes);
-    }
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
     let mut key = String::from("dtk_");
     for b in bytes {
         key.push_str(&format!("{b:02x}"));
     }
-    key
+    Ok(key)
+}
+
+/// `dialtone config reload`: the API's reload, with the server's answer printed plainly.
+async fn config_reload(url: &str, api_key: &str, allow_removals: bool) -> anyhow::Result<()> {
+    let endpoint = format!(
+        "{}/api/v1/config/reload?allow_removals={allow_removals}",
+        url.trim_end_matches('/')
+    );
+    let res = reqwest::Client::new()
+        .post(&endpoint)
+        .bearer_auth(api_key)
+        .send()
+        .await
+        .with_context(|| format!("reaching {url}"))?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    if status.is_success() {
+        println!(
+            "reloaded: {} companies, {} tracking numbers",
+            body["companies"], body["tracking_numbers"]
+        );
+        for r in body["removed"].as_array().into_iter().flatten() {
+            println!(
+                "  removed {} {}",
+                r["kind"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            );
+        }
+        return Ok(());
+    }
+    eprintln!("{}", body["error"].as_str().unwrap_or("refused"));
+    for e in body["errors"].as_array().into_iter().flatten() {
+        eprintln!("  {}", e.as_str().unwrap_or_default());
+    }
+    for r in body["removals"].as_array().into_iter().flatten() {
+        eprintln!(
+            "  would drop {} {} ({} calls in the last 24 hours)",
+            r["kind"].as_str().unwrap_or_default().replace('_', " "),
+            r["name"].as_str().unwrap_or_default(),
+            r["calls_24h"]
+        );
+    }
+    bail!("reload refused ({status}); the running configuration stays")
 }
 
 /// The configuration file, or the demo one.
@@ -251,14 +359,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = dialtone_store::open(&args.database.database)
         .with_context(|| format!("opening {}", args.database.database))?;
     if args.demo && !store.has_accounts().await? {
+        let now = chrono::Utc::now();
+        let account = dialtone_store::ApiKey::account(demo::ACCOUNT, true);
         store
-            .create_api_key(
-                demo::API_KEY,
-                demo::ACCOUNT,
-                true,
-                "demo",
-                chrono::Utc::now(),
-            )
+            .create_api_key(demo::API_KEY, &account, "demo", now)
+            .await?;
+        let operator = dialtone_store::ApiKey::operator();
+        store
+            .create_api_key(demo::OPERATOR_KEY, &operator, "demo operator", now)
             .await?;
         eprintln!("Demo data loaded. Credentials:");
         eprintln!("  carrier account SID  {}", demo::ACCOUNT_SID);
@@ -268,7 +376,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             demo::API_KEY,
             demo::ACCOUNT
         );
+        eprintln!(
+            "  operator API key     {}  (reloads, backup routing, carrier limits, alerts)",
+            demo::OPERATOR_KEY
+        );
     }
+    dialtone_server::telemetry::set_customer_labels(args.metrics_customer_labels);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -283,23 +396,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let turns = store.round_robin_turns().await?;
-    let state = Arc::new(AppState {
-        config: ArcSwap::from_pointee(config),
-        config_source: source,
-        store,
-        clock,
-        links: Links::new(&public_url),
-        turns: RoundRobin::new(turns),
-        metrics: dialtone_server::telemetry::install(),
-        admission: Default::default(),
-        backup_rules: Default::default(),
-
-        dni: Default::default(),
-
-        callers: Default::default(),
-
-        call_log_breaker: Default::default(),
-    });
+    let state = Arc::new(
+        AppState::new(config, source, store, clock, Links::new(&public_url), turns)
+            .with_metrics(dialtone_server::telemetry::install())
+            .with_metrics_token(args.metrics_token.clone()),
+    );
     state
         .refresh_backup_rules()
         .await
@@ -325,8 +426,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             return;
         };
         while hup.recv().await.is_some() {
-            if let Err(errors) = reload_state.reload() {
-                tracing::warn!(%errors, "configuration reload refused; the running configuration stays");
+            // A signal cannot say "and drop what takes calls": that takes the API's
+            // allow_removals=true (`dialtone config reload --allow-removals`).
+            if let Err(e) = reload_state.reload(false).await {
+                tracing::warn!(error = %e, "configuration reload refused; the running configuration stays");
             }
         }
     });

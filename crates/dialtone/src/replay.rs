@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::Args;
@@ -15,7 +14,7 @@ use dialtone_carrier::emulator::{self, Account, Report, Scenario};
 use dialtone_carrier::sim::{Sim, SimTime};
 use dialtone_carrier::{Transport, TransportError, WebhookReply, WebhookRequest};
 use dialtone_core::links::Links;
-use dialtone_server::{AppState, Clock, ConfigSource, RoundRobin};
+use dialtone_server::{AppState, Clock, ConfigSource};
 use dialtone_store::{CallQuery, SqliteStore, Store};
 use tower::ServiceExt;
 
@@ -382,27 +381,19 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
     let sim = Sim::new();
     let start = plan.start;
     let duration_s = plan.scenario.duration_s;
-    let state = Arc::new(AppState {
-        config: ArcSwap::from_pointee(config),
-        config_source: source,
-        store: store.clone(),
-        clock: Arc::new(SimClock {
-            start,
-            time: sim.time(),
-        }),
-        links: Links::new(PUBLIC_URL),
-        turns: RoundRobin::default(),
-        metrics: None,
-        admission: Default::default(),
-
-        backup_rules: Default::default(),
-
-        dni: Default::default(),
-
-        callers: Default::default(),
-
-        call_log_breaker: Default::default(),
+    let clock = Arc::new(SimClock {
+        start,
+        time: sim.time(),
     });
+    let links = Links::new(PUBLIC_URL);
+    let state = Arc::new(AppState::new(
+        config,
+        source,
+        store.clone(),
+        clock,
+        links,
+        Default::default(),
+    ));
     let config_now = state.config.load_full();
     let backup_docs = config_now
         .companies

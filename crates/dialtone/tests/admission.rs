@@ -36,7 +36,9 @@ async fn simulcalls_are_shaped_when_the_carriers_queue_would_delay_callers() {
     assert_eq!(shapes[1], (1, serde_json::json!("primary_first")));
     assert_eq!(shapes[2], (1, serde_json::json!("primary_only")));
 
-    let (code, status) = server.api("/api/v1/admission", Some(demo::API_KEY)).await;
+    let (code, status) = server
+        .api("/api/v1/admission", Some(demo::OPERATOR_KEY))
+        .await;
     assert_eq!(code, 200, "{status}");
     assert_eq!(status["degraded_calls"], 2);
     let account = &status["carrier_accounts"][0];
@@ -72,7 +74,9 @@ async fn without_a_limit_or_with_degrading_off_every_leg_is_asked_for() {
         let twiml = server.voice(&call_sid, "+14045550100").await;
         assert_eq!(twiml.matches("<Number").count(), 2, "{twiml}");
     }
-    let (_, status) = server.api("/api/v1/admission", Some(demo::API_KEY)).await;
+    let (_, status) = server
+        .api("/api/v1/admission", Some(demo::OPERATOR_KEY))
+        .await;
     assert_eq!(status["degraded_calls"], 0);
     // The mirror still counts: the operator sees the queue the carrier is building.
     let queue = status["carrier_accounts"][0]["status"]["predicted_queue_s"]
@@ -132,7 +136,7 @@ async fn an_unknown_limit_is_read_from_leg_starts_and_alerted_to_the_api_and_the
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    let (code, body) = server.api("/api/v1/alerts", Some(demo::API_KEY)).await;
+    let (code, body) = server.api("/api/v1/alerts", Some(demo::OPERATOR_KEY)).await;
     assert_eq!(code, 200, "{body}");
     let alert = &body["alerts"][0];
     assert_eq!(alert["kind"], "effective_limit", "{body}");
@@ -142,7 +146,9 @@ async fn an_unknown_limit_is_read_from_leg_starts_and_alerted_to_the_api_and_the
         rate > 8.0 && rate < 25.0,
         "about 20/s less the test's own latency: {rate}"
     );
-    let (_, status) = server.api("/api/v1/admission", Some(demo::API_KEY)).await;
+    let (_, status) = server
+        .api("/api/v1/admission", Some(demo::OPERATOR_KEY))
+        .await;
     // The estimate keeps following the legs that started after the alert.
     let estimated = status["carrier_accounts"][0]["status"]["estimated_limit_per_s"]
         .as_f64()
@@ -202,7 +208,9 @@ async fn a_dial_that_would_pass_the_concurrency_cap_asks_for_the_primary_only() 
     let third = sid("CA", 0xc0c0_0003);
     assert_eq!(server.numbers_dialed(&third, "+14045550100").await, 2);
 
-    let (_, status) = server.api("/api/v1/admission", Some(demo::API_KEY)).await;
+    let (_, status) = server
+        .api("/api/v1/admission", Some(demo::OPERATOR_KEY))
+        .await;
     let account = &status["carrier_accounts"][0]["status"];
     assert_eq!(account["active_legs"], 1, "{status}");
     assert_eq!(account["concurrent_limit"], 3);

@@ -65,23 +65,42 @@ async fn end_call(server: &Server, call_sid: &str, to: &str, status: &str) {
 async fn keys_are_required_and_accounts_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::with_config(dir.path(), &two_accounts(), MONDAY_MORNING);
-    let (code, _, err) = run(&[
+    let database = format!("sqlite://{}", server.db.display());
+    let config = dir.path().join("dialtone.toml");
+    let config = config.to_str().unwrap();
+    // A key is for an account the configuration has: not an unknown one, not an empty one (it
+    // would see every untracked call), and not unchecked.
+    for (account, with_config, expected) in [
+        ("nobody", true, "no account `nobody`"),
+        ("", true, "no account ``"),
+        ("other", false, "checked against the configuration"),
+    ] {
+        let mut args = vec![
+            "keys",
+            "create",
+            "--account",
+            account,
+            "--database",
+            &database,
+        ];
+        if with_config {
+            args.extend(["--config", config]);
+        }
+        let (code, out, err) = run(&args);
+        assert_ne!(code, 0, "{account}: {out}");
+        assert!(err.contains(expected), "{account}: {err}");
+    }
+    let (code, other_key, err) = run(&[
         "keys",
         "create",
         "--account",
         "other",
+        "--config",
+        config,
         "--database",
-        &format!("sqlite://{}", server.db.display()),
+        &database,
     ]);
     assert_eq!(code, 0, "{err}");
-    let (_, other_key, _) = run(&[
-        "keys",
-        "create",
-        "--account",
-        "other",
-        "--database",
-        &format!("sqlite://{}", server.db.display()),
-    ]);
     let other_key = other_key.trim().to_owned();
 
     let acme = inbound_call(&server, 1, "+14045550100").await;

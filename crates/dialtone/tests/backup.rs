@@ -49,7 +49,7 @@ fn backup(server: &Server, args: &[&str]) -> (i32, String, String) {
         "--url",
         &server.url,
         "--api-key",
-        dialtone_core::demo::API_KEY,
+        dialtone_core::demo::OPERATOR_KEY,
     ]);
     run(&all)
 }

@@ -40,6 +40,30 @@ fn config_check_names_file_line_and_problem() {
         err.contains("missing.toml") && err.contains("cannot read"),
         "{err}"
     );
+
+    // An empty, comment-only or cut-short file would route no call: each is an error that says
+    // so, never `ok` and never an empty message.
+    let cut = &demo::CONFIG[..demo::CONFIG.find("[[companies]]").unwrap() + "[[compan".len()];
+    for (name, text, expected) in [
+        ("empty.toml", "", "no [[carrier_accounts]]"),
+        (
+            "comments.toml",
+            "# nothing yet\n\n",
+            "no [[carrier_accounts]]",
+        ),
+        ("cut.toml", cut, "cut.toml:"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (code, out, err) = run(&["config", "check", path.to_str().unwrap()]);
+        assert_ne!(code, 0, "{name}: {out}");
+        assert!(err.contains(expected), "{name}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.trim_end().len() > format!("{}: ", path.display()).len() + 10,
+            "{name}: a message, not just a place: {err}"
+        );
+    }
 }
 
 #[test]
@@ -99,7 +123,7 @@ async fn reload_by_api_and_sighup_keeps_the_running_config_when_the_new_one_is_b
     // A bad edit is refused with its errors, and calls keep flowing on the old configuration.
     std::fs::write(&file, demo::CONFIG.replace("default = \"sales\"\n", "")).unwrap();
     let (status, body) = server
-        .api_post("/api/v1/config/reload", demo::API_KEY)
+        .api_post("/api/v1/config/reload", demo::OPERATOR_KEY)
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(
@@ -122,7 +146,7 @@ async fn reload_by_api_and_sighup_keeps_the_running_config_when_the_new_one_is_b
     );
     std::fs::write(&file, &with_tracker).unwrap();
     let (status, body) = server
-        .api_post("/api/v1/config/reload", demo::API_KEY)
+        .api_post("/api/v1/config/reload", demo::OPERATOR_KEY)
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tracking_numbers"], 7);
@@ -133,15 +157,80 @@ async fn reload_by_api_and_sighup_keeps_the_running_config_when_the_new_one_is_b
             .contains("<Dial")
     );
 
-    // SIGHUP: remove it again.
+    // Removing it again: it took a call today, so a reload that drops it is refused with what
+    // it would drop, and its callers keep being routed...
     std::fs::write(&file, demo::CONFIG).unwrap();
-    server.signal("HUP");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if inbound_status(&server, 4, new_number)
+    let (status, body) = server
+        .api_post("/api/v1/config/reload", demo::OPERATOR_KEY)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["removals"][0]["kind"], "tracking_number", "{body}");
+    assert_eq!(body["removals"][0]["name"], new_number, "{body}");
+    assert_eq!(body["removals"][0]["calls_24h"], 1, "{body}");
+    assert!(
+        inbound_status(&server, 4, new_number)
+            .await
+            .1
+            .contains("<Dial")
+    );
+    // ...unless asked for, by the API or the command line.
+    let (code, out, err) = run(&[
+        "config",
+        "reload",
+        "--url",
+        &server.url,
+        "--api-key",
+        demo::OPERATOR_KEY,
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("would drop tracking number +14045550160 (2 calls"),
+        "{err}"
+    );
+    let (code, out, err) = run(&[
+        "config",
+        "reload",
+        "--allow-removals",
+        "--url",
+        &server.url,
+        "--api-key",
+        demo::OPERATOR_KEY,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("removed tracking_number +14045550160"),
+        "{out}"
+    );
+    assert!(
+        inbound_status(&server, 5, new_number)
             .await
             .1
             .contains("not in service")
+    );
+
+    // An empty file (a failed copy) would drop everything: refused as a configuration.
+    std::fs::write(&file, "").unwrap();
+    let (status, body) = server
+        .api_post("/api/v1/config/reload", demo::OPERATOR_KEY)
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("no [[carrier_accounts]]"),
+        "{body}"
+    );
+
+    // SIGHUP: add it back.
+    std::fs::write(&file, &with_tracker).unwrap();
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if inbound_status(&server, 6, new_number)
+            .await
+            .1
+            .contains("<Dial")
         {
             break;
         }
@@ -156,7 +245,7 @@ async fn reload_by_api_and_sighup_keeps_the_running_config_when_the_new_one_is_b
     server.signal("HUP");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(
-        inbound_status(&server, 5, "+14045550100")
+        inbound_status(&server, 7, "+14045550100")
             .await
             .1
             .contains("<Dial")

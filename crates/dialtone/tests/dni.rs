@@ -85,8 +85,13 @@ async fn browse_with(profile: &Path, url: &str, extra: &[String]) -> String {
         "--dump-dom",
     ])
     .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(url);
+    .args(extra);
+    // Headless Chromium says so in its user agent, and dialtone treats headless browsers as bots;
+    // the visitors these tests play use a desktop browser's.
+    if !extra.iter().any(|a| a.starts_with("--user-agent=")) {
+        cmd.arg(format!("--user-agent={BROWSER}"));
+    }
+    cmd.arg(url);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .expect("join")
@@ -568,16 +573,21 @@ async fn the_session_api_refuses_what_it_should_and_survives_a_restart() {
     assert_eq!(status, 200, "{resumed}");
     assert_eq!(resumed["resumed"], true);
     assert_eq!(resumed["number"], number.as_str());
+    // (Each from an address of its own: one address holds at most half a pool.)
     for i in 0..3 {
         let (_, other) = server
-            .dni_session(ad_visit(Some(&format!("visitor-other-{i}"))), &allowed)
+            .dni_session_from(
+                &format!("127.0.0.{}", 10 + i),
+                ad_visit(Some(&format!("visitor-other-{i}"))),
+                &allowed,
+            )
             .await;
         assert_ne!(other["number"], number.as_str(), "{other}");
         assert_eq!(other["shared"], false);
     }
     // The pool is now exhausted: the next visitor shares, and says so.
     let (_, shared) = server
-        .dni_session(ad_visit(Some("visitor-fifth")), &allowed)
+        .dni_session_from("127.0.0.20", ad_visit(Some("visitor-fifth")), &allowed)
         .await;
     assert_eq!(shared["shared"], true, "{shared}");
     // Five visitors on four numbers: the pool says it needs more.
@@ -645,7 +655,11 @@ async fn concurrent_visitors_never_share_a_pool_that_has_room() {
         let server = server.clone();
         tasks.push(tokio::spawn(async move {
             let (status, body) = server
-                .dni_session(ad_visit(Some(&format!("concurrent-{i:03}"))), &[])
+                .dni_session_from(
+                    &format!("127.0.1.{i}"),
+                    ad_visit(Some(&format!("concurrent-{i:03}"))),
+                    &[],
+                )
                 .await;
             assert_eq!(status, 200, "{body}");
             body["number"].as_str().expect("number").to_owned()

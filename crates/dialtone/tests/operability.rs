@@ -71,10 +71,13 @@ async fn metrics_pass_promtool_and_carry_no_phone_numbers() {
             .find(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
             .map(str::to_owned)
     };
-    let here = [
-        "carrier_account=\"demo-carrier\"",
-        "company=\"acme-plumbing\"",
-    ];
+    // Companies and trackers are named by pseudonyms unless the operator asks for names: `c` and
+    // 10 hex digits of the SHA-256 of the slug (of `company/tracker` for a tracker).
+    let pseudonym = |name: &str| format!("c{}", &dialtone_store::hash_key(name)[..10]);
+    let company = format!("company=\"{}\"", pseudonym("acme-plumbing"));
+    let tracker = format!("tracker=\"{}\"", pseudonym("acme-plumbing/Google Ads"));
+    assert!(!text.contains("acme-plumbing"), "{text}");
+    let here = ["carrier_account=\"demo-carrier\"", company.as_str()];
     assert!(
         line("dialtone_dial_legs_total{", &here).is_some_and(|l| l.ends_with(" 2")),
         "{text}"
@@ -89,8 +92,7 @@ async fn metrics_pass_promtool_and_carry_no_phone_numbers() {
         "{text}"
     );
     assert!(
-        line("dialtone_dni_pool_numbers{", &["tracker=\"Google Ads\""])
-            .is_some_and(|l| l.ends_with(" 4")),
+        line("dialtone_dni_pool_numbers{", &[tracker.as_str()]).is_some_and(|l| l.ends_with(" 4")),
         "{text}"
     );
     let phone = text

@@ -156,7 +156,22 @@ impl Server {
     /// A DNI session request as the snippet sends it (text/plain JSON, a browser's user agent),
     /// with `headers` added.
     pub async fn dni_session(&self, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut req = reqwest::Client::new()
+        self.dni_session_from("127.0.0.1", body, headers).await
+    }
+
+    /// [`Server::dni_session`] from the loopback address `from` (127.0.0.0/8): another client, as
+    /// dialtone counts clients (a few numbers of a pool per address).
+    pub async fn dni_session_from(
+        &self,
+        from: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let client = reqwest::Client::builder()
+            .local_address(from.parse::<std::net::IpAddr>().expect("an address"))
+            .build()
+            .expect("a client");
+        let mut req = client
             .post(format!("{}/dni/v1/sessions", self.url))
             .header("content-type", "text/plain;charset=UTF-8")
             .header("user-agent", BROWSER)
