@@ -317,6 +317,10 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         "companies": config.companies.len(),
         "tracking_numbers": config.tracking_numbers(),
         "call_log": writer,
+        "connections": {
+            "open": state.connections.open(),
+            "refused": state.connections.refused(),
+        },
     }))
     .into_response()
 }
@@ -589,6 +593,8 @@ async fn metrics(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     metrics::gauge!(telemetry::LOG_UNMERGED_SIDS).set(w.unmerged_sids as f64);
     metrics::counter!(telemetry::LOG_WAL_RESETS).absolute(w.wal_resets);
     metrics::counter!(telemetry::LOG_WAL_RESTARTS).absolute(w.wal_restarts);
+    metrics::gauge!(telemetry::HTTP_CONNECTIONS).set(state.connections.open() as f64);
+    metrics::counter!(telemetry::HTTP_CONNECTIONS_REFUSED).absolute(state.connections.refused());
     let config = state.config.load();
     metrics::gauge!(telemetry::TRACKING_NUMBERS).set(config.tracking_numbers() as f64);
     metrics::counter!(telemetry::DEGRADED_CALLS).absolute(state.admission.degraded_calls());

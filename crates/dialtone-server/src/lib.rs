@@ -21,6 +21,7 @@ mod amp;
 mod api;
 mod carrier;
 pub mod dni;
+pub mod listen;
 pub mod reload;
 mod snippet;
 pub mod telemetry;
@@ -147,6 +148,8 @@ pub struct AppState {
     pub durability_budget: std::time::Duration,
     /// When set, `/metrics` takes this bearer token (or an operator API key).
     pub metrics_token: Option<String>,
+    /// Client connections open now (when served by [`listen::serve`]).
+    pub connections: Arc<listen::Connections>,
 }
 
 impl AppState {
@@ -177,6 +180,7 @@ impl AppState {
             call_log_breaker: Default::default(),
             durability_budget: std::time::Duration::from_secs(3),
             metrics_token: None,
+            connections: Default::default(),
         }
     }
 

@@ -14,6 +14,8 @@ pub const WEBHOOK_REQUESTS: &str = "dialtone_webhook_requests_total";
 pub const LEGS: &str = "dialtone_legs_total";
 pub const CALLS_RECEIVED: &str = "dialtone_calls_received_total";
 pub const WEBHOOK_REFUSED: &str = "dialtone_webhook_refused_total";
+pub const HTTP_CONNECTIONS: &str = "dialtone_http_connections";
+pub const HTTP_CONNECTIONS_REFUSED: &str = "dialtone_http_connections_refused_total";
 /// Emitted by the store when a call ends.
 pub const CALLS: &str = "dialtone_calls_total";
 pub const LOG_EVENTS: &str = "dialtone_call_log_events_total";
@@ -94,6 +96,11 @@ pub fn install() -> Option<PrometheusHandle> {
                 "Outbound legs that ended, by the carrier's final status."
             );
             metrics::describe_counter!(CALLS_RECEIVED, "Inbound calls received, by routing.");
+            metrics::describe_gauge!(HTTP_CONNECTIONS, "Client connections open.");
+            metrics::describe_counter!(
+                HTTP_CONNECTIONS_REFUSED,
+                "Client connections refused: over the cap, or over one address's share of it."
+            );
             metrics::describe_counter!(
                 WEBHOOK_REFUSED,
                 "Signed carrier requests refused: for a call of another carrier account, or a call already received."

@@ -110,6 +110,65 @@ struct ServeArgs {
     /// ARCHITECTURE.md).
     #[arg(long, env = "DIALTONE_METRICS_CUSTOMER_LABELS")]
     metrics_customer_labels: bool,
+    #[command(flatten)]
+    connections: ConnectionArgs,
+}
+
+/// How client connections are bounded (see `dialtone-server/src/listen.rs`).
+#[derive(Args, Debug)]
+struct ConnectionArgs {
+    /// Client connections open at once (default: the open-file limit, raised to its maximum at
+    /// start, less 512); the last tenth is kept for addresses holding few connections.
+    #[arg(long, env = "DIALTONE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Client connections one address may hold.
+    #[arg(
+        long,
+        env = "DIALTONE_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1000
+    )]
+    max_connections_per_address: usize,
+    /// Seconds a connection has to send its request headers.
+    #[arg(long, env = "DIALTONE_HEADER_TIMEOUT_S", default_value_t = 10.0)]
+    header_timeout_s: f64,
+    /// Seconds a request has to send its body (408 after).
+    #[arg(long, env = "DIALTONE_BODY_TIMEOUT_S", default_value_t = 10.0)]
+    body_timeout_s: f64,
+    /// Seconds a connection may stay idle between requests.
+    #[arg(long, env = "DIALTONE_IDLE_TIMEOUT_S", default_value_t = 60.0)]
+    idle_timeout_s: f64,
+}
+
+impl ConnectionArgs {
+    fn limits(&self) -> anyhow::Result<dialtone_server::listen::Limits> {
+        let seconds = |name: &str, s: f64| {
+            if s.is_finite() && s > 0.0 && s <= 3600.0 {
+                Ok(std::time::Duration::from_secs_f64(s))
+            } else {
+                Err(anyhow::anyhow!(
+                    "--{name} must be more than 0 and at most 3600 seconds"
+                ))
+            }
+        };
+        let mut limits = dialtone_server::listen::Limits::for_this_process();
+        if let Some(max) = self.max_connections {
+            if max == 0 || max > limits.max_connections {
+                bail!(
+                    "--max-connections must be 1 to {} (the open-file limit less what the server needs)",
+                    limits.max_connections
+                );
+            }
+            limits.max_connections = max;
+        }
+        if self.max_connections_per_address == 0 {
+            bail!("--max-connections-per-address must be 1 or more");
+        }
+        limits.max_per_address = self.max_connections_per_address;
+        limits.header_timeout = seconds("header-timeout-s", self.header_timeout_s)?;
+        limits.body_timeout = seconds("body-timeout-s", self.body_timeout_s)?;
+        limits.idle_timeout = seconds("idle-timeout-s", self.idle_timeout_s)?;
+        Ok(limits)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -351,6 +410,12 @@ fn config_source(config: Option<PathBuf>, demo: bool) -> anyhow::Result<ConfigSo
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_json);
+    let limits = args.connections.limits()?;
+    tracing::info!(
+        max_connections = limits.max_connections,
+        per_address = limits.max_per_address,
+        "connection limits"
+    );
     let source = config_source(args.config.clone(), args.demo)?;
     let config = source
         .load()
@@ -433,11 +498,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    // The peer address is what DNI session creation is rate-limited by.
-    let app = dialtone_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    // Bounded connections, each with header, body and idle deadlines; the peer address (what
+    // DNI session creation is rate-limited by) in each request's ConnectInfo.
+    let connections = state.connections.clone();
+    let app = dialtone_server::router(state);
+    dialtone_server::listen::serve(listener, app, limits, connections, shutdown()).await;
     Ok(())
 }
 

@@ -430,3 +430,98 @@ async fn one_client_can_neither_spoof_its_address_nor_take_a_pool() {
         "{other}"
     );
 }
+
+/// A client holding many idle, slow-header or slow-body connections neither exhausts the
+/// server nor keeps them: one address gets its share of the connections, the rest is refused,
+/// each connection has deadlines, and the carrier's webhooks are answered meanwhile.
+#[tokio::test]
+async fn idle_and_slow_connections_are_bounded_and_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--demo",
+            "--clock-start",
+            MONDAY_MORNING,
+            "--max-connections-per-address",
+            "20",
+            "--header-timeout-s",
+            "1",
+            "--body-timeout-s",
+            "1",
+            "--idle-timeout-s",
+            "600",
+        ],
+    );
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..30 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    // Another address sees the flood counted and cut at its share.
+    let health = || async {
+        let res = from("127.0.0.2")
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap();
+        res.json::<Value>().await.unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut h = health().await;
+    while h["connections"]["refused"] != 10 {
+        assert!(std::time::Instant::now() < deadline, "{h}");
+        tokio::task::yield_now().await;
+        h = health().await;
+    }
+    // The carrier, from its own address, is answered while they are held.
+    let url = format!("{}/twilio/voice", server.url);
+    let params: Vec<(String, String)> = inbound(&sid("CA", 1), "+14045550100")
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let signature = dialtone_twiml::compute_signature(demo::AUTH_TOKEN, &url, &params);
+    let res = from("127.0.0.3")
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(dialtone_twiml::encode(&params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+
+    // Every idle connection is closed by its header deadline (1 s; the idle deadline is 10
+    // minutes) or was refused: the client sees the end of the stream.
+    for (i, c) in idle.iter_mut().enumerate() {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), c.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("connection {i} is still open"));
+        assert!(matches!(read, Ok(0) | Err(_)), "{i}: {read:?}");
+    }
+    // A body that never finishes is answered and closed by the body deadline.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /twilio/voice HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\nx-twilio-signature: x\r\ncontent-length: 1000\r\n\r\nAccountSid=AC",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the slow body is cut off")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+}

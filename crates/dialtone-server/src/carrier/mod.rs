@@ -105,7 +105,14 @@ impl FromRequest<Arc<AppState>> for Signed {
         let query = req.uri().query().unwrap_or_default().to_owned();
         let body = Bytes::from_request(req, state)
             .await
-            .map_err(|_| Rejection::TooLarge)?;
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => Rejection::TooLarge,
+                // Cut short, or too slow (the connection's body deadline).
+                _ => Rejection::BadRequest(format!(
+                    "the request body was not read: {}",
+                    e.body_text()
+                )),
+            })?;
         let form = Form::parse(&body);
         let config = state.config.load_full();
         // The token to check with is the claimed account's; an unknown account cannot be signed.

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Soak: `dialtone carrier` places calls in real time against a release `dialtone serve --demo`
+# for DURATION seconds (default an hour) at RATE calls a second (default 200), under a carrier
+# dial limit, with status, leg and recording callbacks (the demo's main flow records, its menu
+# flow takes a key press and dials in turn). Every 10 s it samples the server's resident memory
+# and open descriptors. At the end it checks that every call the carrier placed is in the call
+# log (0 lost) and that memory and descriptors stayed flat after warm-up (growth under 10 %).
+#
+#   bash scripts/soak.sh [DURATION_S=3600] [RATE=200]
+# Results: printed, and written to bench-results/soak-<timestamp>.json (samples included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-3600}; rate=${2:-200}
+cargo build --release -q -p dialtone
+bin=target/release/dialtone
+work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+mkdir -p bench-results
+ulimit -n "$(ulimit -Hn)"
+
+"$bin" serve --demo --listen 127.0.0.1:0 --database "sqlite://$work/soak.db" >"$work/serve.out" 2>"$work/serve.err" &
+server=$!
+for _ in $(seq 100); do grep -q 'listening on' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+url=$(sed -n 's/^listening on //p' "$work/serve.out")
+[ -n "$url" ] || { echo "dialtone did not start:"; cat "$work/serve.err"; exit 1; }
+
+sample() { # elapsed_s → "elapsed,rss_kib,fds"
+  local rss fds
+  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$server/status")
+  fds=$(ls "/proc/$server/fd" | wc -l)
+  echo "$1,$rss,$fds"
+}
+(
+  start=$(date +%s)
+  while kill -0 "$server" 2>/dev/null; do
+    sample $(( $(date +%s) - start )) >>"$work/samples.csv"
+    sleep 10
+  done
+) &
+sampler=$!
+
+echo "soak: $rate calls/s for ${duration}s against $url" >&2
+# More calls than the duration can place: --duration-s ends the arrivals.
+"$bin" carrier --voice-url "$url/twilio/voice" --status-callback "$url/twilio/status" \
+  --account-sid AC00000000000000000000000000000001 --auth-token demo-auth-token \
+  --to +14045550100 --to +14045550150 --menu-choice 1 --menu-choice 2 --menu-choice "" \
+  --calls $(( rate * duration * 2 )) --arrivals-per-second "$rate" --duration-s "$duration" \
+  --dial-limit $(( rate * 3 )) --dial-burst 50 --answer-probability 0.8 --ring-median-s 2 \
+  --talk-mean-s 10 --patience-mean-s 60 --cdr-out "$work/cdr.jsonl" --quiet --json >"$work/carrier.json"
+sleep 5 # the last callbacks
+kill "$sampler" 2>/dev/null || true
+sample end >>"$work/samples.csv"
+health=$(curl -s "$url/healthz")
+kill "$server"; wait "$server" 2>/dev/null || true
+
+out="bench-results/soak-$(date -u +%Y%m%dT%H%M%SZ).json"
+python3 - "$work" "$out" "$duration" "$rate" "$health" <<'PY'
+import json, sqlite3, sys
+work, out, duration, rate, health = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+cdr = [json.loads(l) for l in open(f"{work}/cdr.jsonl") if l.strip()]
+placed = {c["sid"] for c in cdr if c.get("direction") == "inbound"}
+db = sqlite3.connect(f"{work}/soak.db")
+logged = {r[0] for r in db.execute("SELECT sid FROM calls")}
+routing = dict(db.execute("SELECT routing, count(*) FROM calls GROUP BY 1").fetchall())
+lost = sorted(placed - logged)
+samples = []
+for line in open(f"{work}/samples.csv"):
+    t, rss, fds = line.strip().split(",")
+    samples.append({"t": t, "rss_mib": int(rss) / 1024, "fds": int(fds)})
+timed = [s for s in samples if s["t"] != "end"]
+# Warm-up: the first tenth of the run (at least a minute).
+warm = [s for s in timed if int(s["t"]) >= max(60, duration // 10)]
+base = warm[0] if warm else timed[0]
+peak_rss = max(s["rss_mib"] for s in warm or timed)
+peak_fds = max(s["fds"] for s in warm or timed)
+last = timed[-1]
+summary = {
+    "duration_s": duration, "rate": rate, "calls_placed": len(placed), "calls_logged": len(placed & logged),
+    "calls_lost": len(lost), "routing": routing,
+    "rss_mib": {"after_warm_up": round(base["rss_mib"], 1), "peak_after": round(peak_rss, 1), "last": round(last["rss_mib"], 1),
+                "growth_pct": round(100 * (peak_rss - base["rss_mib"]) / base["rss_mib"], 1)},
+    "fds": {"after_warm_up": base["fds"], "peak_after": peak_fds, "last": last["fds"],
+            "growth_pct": round(100 * (peak_fds - base["fds"]) / max(base["fds"], 1), 1)},
+    "carrier": json.load(open(f"{work}/carrier.json")) if open(f"{work}/carrier.json").read().strip() else None,
+    "healthz": json.loads(health) if health else None,
+}
+json.dump({"summary": summary, "samples": samples, "lost": lost[:100]}, open(out, "w"), indent=2)
+print(f"placed {len(placed)} calls in {duration}s at {rate}/s; logged {summary['calls_logged']}; lost {len(lost)}; routing {routing}")
+r, f = summary["rss_mib"], summary["fds"]
+print(f"RSS after warm-up {r['after_warm_up']} MiB, peak after {r['peak_after']} MiB, last {r['last']} MiB (growth {r['growth_pct']} %)")
+print(f"descriptors after warm-up {f['after_warm_up']}, peak after {f['peak_after']}, last {f['last']} (growth {f['growth_pct']} %)")
+ok = not lost and r["growth_pct"] < 10 and f["growth_pct"] < 10
+print("soak: " + ("ok" if ok else "FAILED") + f"; written to {out}")
+sys.exit(0 if ok else 1)
+PY
