@@ -530,21 +530,11 @@ pub fn load(file: &str, source: &str, env: &dyn Environment) -> Result<Config, C
         source,
         errors: Vec::new(),
     };
-    let raw: RawConfig = match toml::from_str(source) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let message = match e.message().trim() {
-                "" => {
-                    "the file ends in the middle of a table or value (is it cut short?)".to_owned()
-                }
-                m => m.to_owned(),
-            };
-            r.at(e.span(), message);
-            return Err(ConfigErrors {
-                file: file.to_owned(),
-                errors: r.errors,
-            });
-        }
+    let Some(raw) = read_raw(source, &mut r) else {
+        return Err(ConfigErrors {
+            file: file.to_owned(),
+            errors: r.errors,
+        });
     };
     if raw.carrier_accounts.is_empty() {
         // Without a carrier account every webhook is refused: no call would be routed, not even
@@ -558,11 +548,63 @@ pub fn load(file: &str, source: &str, env: &dyn Environment) -> Result<Config, C
     if r.errors.is_empty() {
         Ok(config)
     } else {
+        let mut errors = r.errors;
+        // In file order; problems without a place last.
+        errors.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
         Err(ConfigErrors {
             file: file.to_owned(),
-            errors: r.errors,
+            errors,
         })
     }
+}
+
+/// The file as written, reporting every problem of its shape in one run. serde stops at the
+/// first one (an unknown field, a value of the wrong type), so a problem on a `key = value` line
+/// of its own is reported and the line set aside (blanked, offsets kept), and the file read
+/// again, up to a bound; a problem elsewhere (a syntax error, a missing field) ends the reading.
+/// `None` when the file could not be read whole; the problems are in `r` either way.
+fn read_raw(source: &str, r: &mut Reporter) -> Option<RawConfig> {
+    const MOST: usize = 100;
+    let mut text = source.to_owned();
+    for _ in 0..MOST {
+        let e = match toml::from_str::<RawConfig>(&text) {
+            // (Without the lines set aside, if any: their problems are reported, and what the
+            // rest says is checked too.)
+            Ok(raw) => return Some(raw),
+            Err(e) => e,
+        };
+        let message = match e.message().trim() {
+            "" => "the file ends in the middle of a table or value (is it cut short?)".to_owned(),
+            m => m.to_owned(),
+        };
+        r.at(e.span(), message);
+        let Some(line) = e.span().and_then(|s| own_line(&text, s.start)) else {
+            return None;
+        };
+        // Blank the line, keeping every offset (and so every other line number) as it was.
+        let blank: String = text[line.clone()]
+            .chars()
+            .map(|c| if c == '\n' { c } else { ' ' })
+            .collect();
+        text.replace_range(line, &blank);
+    }
+    None
+}
+
+/// The byte range of the line holding `at`, if it is a `key = value` line complete on its own
+/// (setting it aside cannot break the lines around it).
+fn own_line(text: &str, at: usize) -> Option<Range<usize>> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let line = &text[start..end];
+    let trimmed = line.trim_start();
+    if trimmed.starts_with('[') || !trimmed.contains('=') {
+        return None;
+    }
+    // A value that goes on over several lines is not on a line of its own.
+    line.parse::<toml::Table>().ok()?;
+    Some(start..end)
 }
 
 fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
@@ -774,6 +816,21 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
         });
     }
 
+    // Where each tracking number is written, in file order, to point at a duplicate.
+    let mut written: HashMap<String, Vec<Range<usize>>> = HashMap::new();
+    for c in &raw.companies {
+        for t in &c.get_ref().trackers {
+            let t = t.get_ref();
+            for n in t.number.iter().chain(t.pool.iter().flatten()) {
+                if let Ok(number) = PhoneNumber::parse(n.get_ref()) {
+                    written
+                        .entry(number.to_string())
+                        .or_default()
+                        .push(n.span());
+                }
+            }
+        }
+    }
     let mut companies = Vec::new();
     let mut numbers: HashMap<String, (usize, usize)> = HashMap::new();
     for (ci, c) in raw.companies.into_iter().enumerate() {
@@ -789,8 +846,10 @@ fn convert(raw: RawConfig, r: &mut Reporter, env: &dyn Environment) -> Config {
             for n in &t.numbers {
                 if let Some(&(oc, ot)) = numbers.get(n.as_str()) {
                     let other: &Company = if oc == ci { &company } else { &companies[oc] };
+                    // The second place it is written.
+                    let span = written.get(n.as_str()).and_then(|w| w.get(1)).cloned();
                     r.at(
-                        None,
+                        span,
                         format!(
                             "tracking number {n} belongs to two trackers: `{}` of `{}` and `{}` of `{}`",
                             other.trackers[ot].name, other.slug, t.name, company.slug

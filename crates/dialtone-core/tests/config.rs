@@ -199,11 +199,16 @@ fn fields_that_do_not_apply_and_unknown_fields_are_refused() {
 #[test]
 fn a_number_on_two_trackers_is_refused() {
     let src = demo_with("number = \"+14045550150\"", "number = \"+14045550100\"");
+    let e = errors(&src);
     assert!(
-        errors(&src)
-            .to_string()
-            .contains("+14045550100 belongs to two trackers")
+        e.to_string()
+            .contains("+14045550100 belongs to two trackers"),
+        "{e}"
     );
+    // The line of its second appearance, where the mistake usually is.
+    let second = src.match_indices("\"+14045550100\"").nth(1).unwrap().0;
+    let line = src[..second].matches('\n').count() + 1;
+    assert_eq!(e.errors[0].line, Some(line), "{e}");
 }
 
 #[test]
@@ -268,4 +273,32 @@ fn dni_settings_are_checked() {
     assert!(acme.website.origins[0].allows("http://127.0.0.1:5555"));
     assert_eq!(config.locate("+14045550203"), Some((0, 2, 2)));
     assert_eq!(config.dni.attribution_grace_s, 120);
+}
+
+/// Every problem in one run, each with its line: shape problems (an unknown field, a value of
+/// the wrong type) and meaning problems (a step that does not exist) alike, in file order.
+#[test]
+fn every_problem_is_reported_in_one_run_with_its_line() {
+    let src = demo_with("ring_timeout_s = 20", "ring_timout_s = 20")
+        .replacen("lease_idle_min = 20", "lease_idle_min = \"twenty\"", 1)
+        .replacen("next = \"voicemail\"", "next = \"nowhere\"", 1);
+    let e = errors(&src);
+    let line_of = |needle: &str| src[..src.find(needle).unwrap()].matches('\n').count() + 1;
+    let expected = [
+        (line_of("lease_idle_min = \"twenty\""), "invalid type"),
+        (line_of("ring_timout_s"), "unknown field `ring_timout_s`"),
+        (line_of("\"nowhere\""), "unknown step `nowhere`"),
+    ];
+    for (line, message) in expected {
+        assert!(
+            e.errors
+                .iter()
+                .any(|x| x.line == Some(line) && x.message.contains(message)),
+            "line {line}: {message}, in:\n{e}"
+        );
+    }
+    let lines: Vec<usize> = e.errors.iter().filter_map(|x| x.line).collect();
+    let mut sorted = lines.clone();
+    sorted.sort_unstable();
+    assert_eq!(lines, sorted, "in file order: {e}");
 }

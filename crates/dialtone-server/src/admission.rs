@@ -17,9 +17,8 @@ use dialtone_core::config::CarrierAccount;
 use dialtone_core::engine;
 use dialtone_core::monitor::{DialedCall, Monitor, Monitoring, Raised};
 
-use crate::telemetry::{
-    ALERTS, DIAL_LEGS, DIAL_SETUP_WAIT, DIALED_CALLS, POST_DIAL_DELAY, customer_label,
-};
+use crate::alerts::{Alert, Alerts};
+use crate::telemetry::{DIAL_LEGS, DIAL_SETUP_WAIT, DIALED_CALLS, POST_DIAL_DELAY, customer_label};
 
 /// Seconds a call's dial is remembered for its legs' callbacks and its final status: long
 /// enough for a long conversation, so answered calls are counted in the connect rate when they
@@ -33,19 +32,6 @@ const QUEUED_S: f64 = 1.0;
 
 pub fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_micros() as f64 / 1e6
-}
-
-/// Something an operator should know, raised by the monitors below.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Alert {
-    /// limit_forecast, degrading, setup_slo_burn, connect_slo_burn, dial_delay_drift,
-    /// post_dial_delay_drift, connect_rate_drift, abandonment_drift, effective_limit.
-    pub kind: &'static str,
-    pub carrier_account_sid: String,
-    pub at: DateTime<Utc>,
-    pub message: String,
-    /// The number the alert is about (minutes to the limit, seconds of delay, a ratio, a rate).
-    pub value: f64,
 }
 
 /// Where a call's dial stands, from what the carrier has told so far.
@@ -134,14 +120,10 @@ pub struct AccountStatus {
 pub struct Admission {
     accounts: Mutex<HashMap<String, Account>>,
     degraded_calls: AtomicU64,
-    alerts: Mutex<VecDeque<Alert>>,
-    /// Where alerts are posted as JSON (Slack-compatible `text`), if anywhere.
-    webhook: Mutex<Option<String>>,
+    /// What the monitors raised, kept for the API and posted to the alert webhook.
+    pub alerts: Alerts,
     monitoring: Mutex<Monitoring>,
 }
-
-/// Alerts kept for the API.
-const ALERTS_KEPT: usize = 1000;
 
 impl Admission {
     fn with_account<T>(&self, carrier: &CarrierAccount, f: impl FnOnce(&mut Account) -> T) -> T {
@@ -267,7 +249,7 @@ impl Admission {
         } in raised
         {
             tracing::warn!(kind, carrier_account = %carrier.name, "alert: {message}");
-            self.publish(
+            self.alerts.publish(
                 Alert {
                     kind,
                     carrier_account_sid: carrier.account_sid.clone(),
@@ -280,75 +262,11 @@ impl Admission {
         }
     }
 
-    /// Counts, posts and keeps an alert.
-    fn publish(&self, alert: Alert, source: &str) {
-        metrics::counter!(ALERTS, "kind" => alert.kind).increment(1);
-        self.post(&alert, source);
-        let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
-        if alerts.len() >= ALERTS_KEPT {
-            alerts.pop_front();
-        }
-        alerts.push_back(alert);
-    }
-
-    /// Raises an alert about dialtone itself rather than a carrier account.
-    pub fn notify(&self, kind: &'static str, message: String, at: DateTime<Utc>) {
-        tracing::warn!(kind, "alert: {message}");
-        let alert = Alert {
-            kind,
-            carrier_account_sid: String::new(),
-            at,
-            message,
-            value: 0.0,
-        };
-        self.publish(alert, "dialtone");
-    }
-
-    /// Sends `alert` to the configured webhook, without waiting for it.
-    fn post(&self, alert: &Alert, carrier_name: &str) {
-        let Some(url) = self
-            .webhook
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let body = serde_json::json!({
-            "text": format!("dialtone: {} ({carrier_name})", alert.message),
-            "alert": alert,
-        });
-        runtime.spawn(async move {
-            let sent = reqwest::Client::new()
-                .post(&url)
-                .json(&body)
-                .timeout(std::time::Duration::from_secs(10))
-                .send()
-                .await;
-            if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
-                tracing::warn!(%url, "alert webhook failed: {e}");
-            }
-        });
-    }
-
     /// Follows the configuration's `[admission]`: where alerts are posted (`None` stops
     /// posting) and what watches the signals.
     pub fn configure(&self, settings: &dialtone_core::config::Admission) {
-        *self.webhook.lock().unwrap_or_else(|p| p.into_inner()) = settings.alert_webhook.clone();
+        self.alerts.set_webhook(settings.alert_webhook.clone());
         *self.monitoring.lock().unwrap_or_else(|p| p.into_inner()) = settings.monitoring;
-    }
-
-    /// Alerts raised so far, oldest first.
-    pub fn alerts(&self) -> Vec<Alert> {
-        self.alerts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
     }
 
     /// A leg `leg_sid` of `parent_sid` was set up (its `initiated` callback) at `now`.

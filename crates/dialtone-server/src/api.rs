@@ -544,7 +544,8 @@ async fn alerts(State(state): State<Arc<AppState>>, Auth(key): Auth) -> Result<R
     let config = state.config.load();
     let alerts: Vec<serde_json::Value> = state
         .admission
-        .alerts()
+        .alerts
+        .list()
         .into_iter()
         .rev()
         .map(|a| {

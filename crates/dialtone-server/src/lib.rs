@@ -17,6 +17,7 @@ use dialtone_core::links::Links;
 use dialtone_store::Store;
 
 pub mod admission;
+pub mod alerts;
 mod amp;
 mod api;
 mod carrier;

@@ -256,7 +256,7 @@ async fn a_call_log_that_keeps_failing_opens_the_backup_policy() {
         "waited {:?} with the policy open",
         started.elapsed()
     );
-    let alerts = state.admission.alerts();
+    let alerts = state.admission.alerts.list();
     assert!(
         alerts.iter().any(|a| a.kind == "backup_policy"),
         "{alerts:?}"

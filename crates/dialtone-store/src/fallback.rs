@@ -74,6 +74,16 @@ impl Fallback {
         }
     }
 
+    /// The batch leaves memory for the spill file: the events to spill instead of the batch's,
+    /// if the request replaced them. From now on the request can only append a correction.
+    pub(crate) fn spill(&self) -> Option<Vec<Event>> {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, State::Writing) {
+            State::Replaced(events) => Some(events),
+            _ => None,
+        }
+    }
+
     /// The transaction ended: committed, rolled back (to be tried again), or refused for good.
     pub(crate) fn end(&self, how: End) {
         let mut state = self.lock();

@@ -73,7 +73,7 @@ pub struct Batch {
 }
 
 /// A DNI visitor session and its lease on a pool number, as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredSession {
     pub id: u64,
     pub secret: String,
@@ -93,7 +93,7 @@ pub struct StoredSession {
 }
 
 /// A change to a session's lease.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum SessionWrite {
     Start(Box<StoredSession>),
     Renew {
@@ -380,6 +380,8 @@ pub struct WriterStats {
     pub failed_commits: u64,
     /// Events waiting to be retried after a failed commit.
     pub spooled: u64,
+    /// Bytes of them spilled to the spool file beside the database (past the memory bound).
+    pub spilled_bytes: u64,
     /// Calls whose sid is looked up in memory until the next merge into the sid index.
     pub unmerged_sids: u64,
     /// Times the writer started the WAL over between commits, and times a RESTART checkpoint

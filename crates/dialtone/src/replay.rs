@@ -448,7 +448,7 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
 
     let calls = std::mem::take(&mut *calls.borrow_mut());
     let degraded_calls = state.admission.degraded_calls();
-    let alerts = state.admission.alerts();
+    let alerts = state.admission.alerts.list();
     // Negative: dialtone warned before the offered legs crossed the limit.
     let first_alert_after_onset_s = plan.onset.and_then(|onset| {
         alerts

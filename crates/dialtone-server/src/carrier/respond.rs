@@ -232,7 +232,7 @@ fn record(state: &AppState, now: DateTime<Utc>, ok: bool) {
         (change, breaker.after_failures, breaker.cool_down_s)
     };
     match change {
-        Some(Change::Opened) => state.admission.notify(
+        Some(Change::Opened) => state.admission.alerts.notify(
             "backup_policy",
             format!(
                 "the call log failed {failures} times in a row: calls go straight to backup routing (their primary numbers) for {cool_down_s} s at a time until it recovers"
