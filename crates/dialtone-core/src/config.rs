@@ -578,9 +578,7 @@ fn read_raw(source: &str, r: &mut Reporter) -> Option<RawConfig> {
             m => m.to_owned(),
         };
         r.at(e.span(), message);
-        let Some(line) = e.span().and_then(|s| own_line(&text, s.start)) else {
-            return None;
-        };
+        let line = e.span().and_then(|s| own_line(&text, s.start))?;
         // Blank the line, keeping every offset (and so every other line number) as it was.
         let blank: String = text[line.clone()]
             .chars()
