@@ -265,6 +265,7 @@ async fn an_accounts_keys_act_on_that_account_only() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::with_config(dir.path(), &two_accounts(false), MONDAY_MORNING);
     let bob_admin = create_key(&server, dir.path(), &["--account", "other", "--admin"]);
+    let bob_reporting = create_key(&server, dir.path(), &["--account", "other"]);
     let rule = |scope: Value| {
         let mut body = json!({ "reason": "test", "expires_in_s": 600 });
         body.as_object_mut()
@@ -320,6 +321,45 @@ async fn an_accounts_keys_act_on_that_account_only() {
     assert_eq!(code, 404);
     let (code, _) = send(&server, delete, &path, &bob_admin, None).await;
     assert_eq!(code, 200);
+
+    // A reporting key reads calls, not backup routing.
+    for method in [get.clone(), post.clone()] {
+        let (code, body) = send(
+            &server,
+            method,
+            "/api/v1/backup",
+            &bob_reporting,
+            rule(json!({ "company": "bobs-hvac" })),
+        )
+        .await;
+        assert_eq!(code, 403, "{body}");
+    }
+    // DNI pools: an account's own; the operator's, every account's.
+    let (_, bobs_pools) = send(
+        &server,
+        get.clone(),
+        "/api/v1/dni/pools",
+        &bob_reporting,
+        None,
+    )
+    .await;
+    assert_eq!(
+        bobs_pools["pools"],
+        json!([]),
+        "Bob has no pool: {bobs_pools}"
+    );
+    let (_, all_pools) = send(
+        &server,
+        get.clone(),
+        "/api/v1/dni/pools",
+        demo::OPERATOR_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(
+        all_pools["pools"][0]["company"], "acme-plumbing",
+        "{all_pools}"
+    );
 
     // The installation's settings and the carrier's state are the operator's.
     for (method, path) in [
