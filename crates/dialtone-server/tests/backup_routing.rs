@@ -16,6 +16,9 @@ use dialtone_store::{
 };
 use tower::ServiceExt;
 
+mod common;
+use common::{PUBLIC, signed_voice};
+
 #[derive(Clone, Copy)]
 enum Trouble {
     Fails,
@@ -111,8 +114,6 @@ impl Store for BrokenStore {
     }
 }
 
-const PUBLIC: &str = "https://dt.example";
-
 fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>, Arc<AppState>) {
     let store = Arc::new(BrokenStore {
         trouble,
@@ -133,27 +134,7 @@ fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>, Arc<AppState>) {
 }
 
 fn inbound_request() -> Request<Body> {
-    let params: Vec<(String, String)> = [
-        ("AccountSid", demo::ACCOUNT_SID),
-        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
-        ("CallStatus", "ringing"),
-        ("Direction", "inbound"),
-        ("From", "+17705550123"),
-        ("To", "+14045550100"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let signature = dialtone_twiml::compute_signature(
-        demo::AUTH_TOKEN,
-        &format!("{PUBLIC}/twilio/voice"),
-        &params,
-    );
-    Request::post("/twilio/voice")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-twilio-signature", signature)
-        .body(Body::from(dialtone_twiml::encode(&params)))
-        .unwrap()
+    signed_voice("CA0123456789abcdef0123456789abcdef", "+14045550100")
 }
 
 async fn answer(router: axum::Router) -> (u16, dialtone_twiml::Response) {

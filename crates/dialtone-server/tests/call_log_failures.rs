@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::Request;
 use chrono::{DateTime, Utc};
 use dialtone_core::backup::BreakerState;
 use dialtone_core::{config, demo, links::Links};
@@ -18,6 +16,9 @@ use dialtone_store::{
 };
 use tokio::sync::watch;
 use tower::ServiceExt;
+
+mod common;
+use common::{PUBLIC, signed_voice};
 
 /// The real store, with appends held until the gate opens: queued at once, as the real writer's
 /// queue takes them, and written when the gate opens whether or not anyone still waits.
@@ -112,39 +113,14 @@ impl Store for Gated {
     }
 }
 
-const PUBLIC: &str = "https://dt.example";
 /// The demo's Google Business Profile number: a recording notice, then office and mobile rung
 /// together.
 const NUMBER: &str = "+14045550100";
 
-fn signed_voice(call_sid: &str) -> Request<Body> {
-    let params: Vec<(String, String)> = [
-        ("AccountSid", demo::ACCOUNT_SID),
-        ("CallSid", call_sid),
-        ("CallStatus", "ringing"),
-        ("Direction", "inbound"),
-        ("From", "+17705550123"),
-        ("To", NUMBER),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let signature = dialtone_twiml::compute_signature(
-        demo::AUTH_TOKEN,
-        &format!("{PUBLIC}/twilio/voice"),
-        &params,
-    );
-    Request::post("/twilio/voice")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-twilio-signature", signature)
-        .body(Body::from(dialtone_twiml::encode(&params)))
-        .unwrap()
-}
-
 async fn voice(router: &axum::Router, call_sid: &str) -> String {
     let res = router
         .clone()
-        .oneshot(signed_voice(call_sid))
+        .oneshot(signed_voice(call_sid, NUMBER))
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);

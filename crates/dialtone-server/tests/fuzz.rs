@@ -15,7 +15,8 @@ use dialtone_store::{ApiKey, SqliteOptions, SqliteStore, Store};
 use proptest::prelude::*;
 use tower::ServiceExt;
 
-const PUBLIC: &str = "https://dt.example";
+mod common;
+use common::PUBLIC;
 
 struct App {
     runtime: tokio::runtime::Runtime,

@@ -5,39 +5,6 @@ mod common;
 use common::*;
 use dialtone_core::demo;
 
-/// The demo configuration plus a second account with its own company and number.
-fn two_accounts() -> String {
-    format!(
-        r#"{}
-[[accounts]]
-slug = "other"
-name = "Other Agency"
-
-[[companies]]
-slug = "bobs-hvac"
-name = "Bob's HVAC"
-account = "other"
-carrier_account = "demo-carrier"
-time_zone = "America/Chicago"
-primary_number = "+13125550111"
-
-[[companies.trackers]]
-name = "Radio"
-type = "source"
-number = "+13125550100"
-flow = "simple"
-
-[companies.flows.simple]
-start = "ring"
-
-[companies.flows.simple.steps.ring]
-type = "dial"
-to = ["+13125550111"]
-"#,
-        demo::CONFIG
-    )
-}
-
 async fn inbound_call(server: &Server, n: u64, to: &str) -> String {
     let call_sid = sid("CA", n);
     let p = inbound(&call_sid, to);
@@ -64,7 +31,7 @@ async fn end_call(server: &Server, call_sid: &str, to: &str, status: &str) {
 #[tokio::test]
 async fn keys_are_required_and_accounts_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::with_config(dir.path(), &two_accounts(), MONDAY_MORNING);
+    let server = Server::with_config(dir.path(), &with_second_account(false), MONDAY_MORNING);
     let database = format!("sqlite://{}", server.db.display());
     let config = dir.path().join("dialtone.toml");
     let config = config.to_str().unwrap();

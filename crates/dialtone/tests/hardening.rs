@@ -8,56 +8,6 @@ use common::*;
 use dialtone_core::demo;
 use serde_json::{Value, json};
 
-const OTHER_SID: &str = "AC00000000000000000000000000000002";
-const OTHER_TOKEN: &str = "other-carrier-token";
-const BOBS_NUMBER: &str = "+13125550100";
-
-/// The demo configuration plus a second account with its own company and number, on
-/// `carrier` (the demo carrier account, or a carrier account of its own).
-fn two_accounts(own_carrier: bool) -> String {
-    let (carrier_block, carrier) = if own_carrier {
-        (
-            format!(
-                "[[carrier_accounts]]\nname = \"other-carrier\"\naccount_sid = \"{OTHER_SID}\"\nauth_token = \"{OTHER_TOKEN}\"\n"
-            ),
-            "other-carrier",
-        )
-    } else {
-        (String::new(), "demo-carrier")
-    };
-    format!(
-        r#"{demo}
-{carrier_block}
-[[accounts]]
-slug = "other"
-name = "Other Agency"
-
-[[companies]]
-slug = "bobs-hvac"
-name = "Bob's HVAC"
-account = "other"
-carrier_account = "{carrier}"
-time_zone = "America/Chicago"
-primary_number = "+13125550111"
-
-[[companies.trackers]]
-name = "Radio"
-type = "source"
-number = "{BOBS_NUMBER}"
-flow = "simple"
-
-[companies.flows.simple]
-start = "ring"
-
-[companies.flows.simple.steps.ring]
-type = "dial"
-strategy = "round_robin"
-to = ["+13125550111", "+13125550112"]
-"#,
-        demo = demo::CONFIG
-    )
-}
-
 fn create_key(server: &Server, dir: &std::path::Path, args: &[&str]) -> String {
     let database = format!("sqlite://{}", server.db.display());
     let config = dir.join("dialtone.toml");
@@ -99,7 +49,7 @@ fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
 #[tokio::test]
 async fn a_carrier_account_cannot_touch_another_accounts_calls() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::with_config(dir.path(), &two_accounts(true), MONDAY_MORNING);
+    let server = Server::with_config(dir.path(), &with_second_account(true), MONDAY_MORNING);
     let bobs_key = create_key(&server, dir.path(), &["--account", "other"]);
     let bobs_call = sid("CA", 0xb0b);
     let inbound = [
@@ -198,7 +148,7 @@ async fn a_carrier_account_cannot_touch_another_accounts_calls() {
 #[tokio::test]
 async fn a_replayed_voice_webhook_makes_no_second_call_and_spends_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::with_config(dir.path(), &two_accounts(false), MONDAY_MORNING);
+    let server = Server::with_config(dir.path(), &with_second_account(false), MONDAY_MORNING);
     let call_sid = sid("CA", 1);
     // The main flow: a notice, then office and mobile rung together.
     let first = server.voice(&call_sid, "+14045550100").await;
@@ -263,7 +213,7 @@ async fn a_replayed_voice_webhook_makes_no_second_call_and_spends_nothing() {
 #[tokio::test]
 async fn an_accounts_keys_act_on_that_account_only() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::with_config(dir.path(), &two_accounts(false), MONDAY_MORNING);
+    let server = Server::with_config(dir.path(), &with_second_account(false), MONDAY_MORNING);
     let bob_admin = create_key(&server, dir.path(), &["--account", "other", "--admin"]);
     let bob_reporting = create_key(&server, dir.path(), &["--account", "other"]);
     let rule = |scope: Value| {

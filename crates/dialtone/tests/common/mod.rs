@@ -307,3 +307,54 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+pub const OTHER_SID: &str = "AC00000000000000000000000000000002";
+pub const OTHER_TOKEN: &str = "other-carrier-token";
+pub const BOBS_NUMBER: &str = "+13125550100";
+
+/// The demo configuration plus a second account (`other`) with its own company (`bobs-hvac`,
+/// round robin between two phones) and number, on the demo carrier account or, with
+/// `own_carrier`, on a carrier account of its own.
+pub fn with_second_account(own_carrier: bool) -> String {
+    let (carrier_block, carrier) = if own_carrier {
+        (
+            format!(
+                "[[carrier_accounts]]\nname = \"other-carrier\"\naccount_sid = \"{OTHER_SID}\"\nauth_token = \"{OTHER_TOKEN}\"\n"
+            ),
+            "other-carrier",
+        )
+    } else {
+        (String::new(), "demo-carrier")
+    };
+    format!(
+        r#"{demo}
+{carrier_block}
+[[accounts]]
+slug = "other"
+name = "Other Agency"
+
+[[companies]]
+slug = "bobs-hvac"
+name = "Bob's HVAC"
+account = "other"
+carrier_account = "{carrier}"
+time_zone = "America/Chicago"
+primary_number = "+13125550111"
+
+[[companies.trackers]]
+name = "Radio"
+type = "source"
+number = "{BOBS_NUMBER}"
+flow = "simple"
+
+[companies.flows.simple]
+start = "ring"
+
+[companies.flows.simple.steps.ring]
+type = "dial"
+strategy = "round_robin"
+to = ["+13125550111", "+13125550112"]
+"#,
+        demo = demo::CONFIG
+    )
+}
