@@ -338,7 +338,7 @@ fn write_loop(
                         let _ = a
                             .done
                             .send(Err(StoreError::Invalid(format!("commit failed: {e}"))));
-                        if let Err(e) = spool.push(a.batch) {
+                        if let Err(e) = spool.push(a.batch, std::time::Instant::now()) {
                             tracing::error!(error = %e, "cannot spill the spool to disk; it stays in memory");
                         }
                     }

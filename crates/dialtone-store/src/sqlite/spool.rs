@@ -47,6 +47,10 @@ pub(super) enum Source {
 
 pub(super) struct Spool {
     memory: VecDeque<(Instant, Batch)>,
+    /// When each batch of the chunk taken from memory was first kept: a chunk that fails again
+    /// goes back as old as it was (else retries would keep the oldest forever young, and never
+    /// spilled).
+    taken_at: Vec<Instant>,
     memory_bytes: usize,
     memory_limit: usize,
     /// A failed batch stays in memory at least this long before it may be spilled: long enough
@@ -80,6 +84,7 @@ impl Spool {
         let read_offset = read_offset.min(file_len);
         Self {
             memory: VecDeque::new(),
+            taken_at: Vec::new(),
             memory_bytes: 0,
             memory_limit,
             spill_after,
@@ -106,20 +111,24 @@ impl Spool {
         self.file_len - self.read_offset
     }
 
-    /// Keeps `batch` (the newest) to retry; spills the oldest batches past the memory bound.
-    pub(super) fn push(&mut self, batch: Batch) -> std::io::Result<()> {
+    /// Keeps `batch` (the newest, failed at `now`) to retry; spills the oldest batches past the
+    /// memory bound.
+    pub(super) fn push(&mut self, batch: Batch, now: Instant) -> std::io::Result<()> {
         self.events += batch.events.len() as u64;
         self.memory_bytes += estimate(&batch);
-        self.memory.push_back((Instant::now(), batch));
-        self.spill_excess()
+        self.memory.push_back((now, batch));
+        self.spill_excess(now)
     }
 
     /// A chunk that failed again goes back in front, in its order.
     pub(super) fn put_back(&mut self, chunk: Vec<Batch>, source: Source) {
         if source == Source::Memory {
-            for b in chunk.into_iter().rev() {
+            let taken_at = std::mem::take(&mut self.taken_at);
+            for (i, b) in chunk.into_iter().enumerate().rev() {
                 self.memory_bytes += estimate(&b);
-                self.memory.push_front((Instant::now(), b));
+                self.events += b.events.len() as u64;
+                let at = taken_at.get(i).copied().unwrap_or_else(Instant::now);
+                self.memory.push_front((at, b));
             }
         } else {
             // Still in the file: it is read again from the same offset.
@@ -165,10 +174,12 @@ impl Spool {
             return Ok((chunk, Source::File { end }));
         }
         let mut chunk = Vec::new();
+        self.taken_at.clear();
         while chunk.len() < RETRY_CHUNK {
-            let Some((_, b)) = self.memory.pop_front() else {
+            let Some((at, b)) = self.memory.pop_front() else {
                 break;
             };
+            self.taken_at.push(at);
             self.memory_bytes -= estimate(&b);
             self.events = self.events.saturating_sub(b.events.len() as u64);
             chunk.push(b);
@@ -210,7 +221,7 @@ impl Spool {
     /// enough that their requests have stopped waiting on them), in one fsynced append. If the
     /// file cannot be written (the disk the database failed on is often the one it is on), they
     /// stay in memory.
-    fn spill_excess(&mut self) -> std::io::Result<()> {
+    fn spill_excess(&mut self, now: Instant) -> std::io::Result<()> {
         if self.memory_bytes <= self.memory_limit {
             return Ok(());
         }
@@ -220,7 +231,7 @@ impl Spool {
             let Some((at, _)) = self.memory.front() else {
                 break;
             };
-            if at.elapsed() < self.spill_after {
+            if now.saturating_duration_since(*at) < self.spill_after {
                 break;
             }
             let Some((at, mut b)) = self.memory.pop_front() else {
@@ -290,4 +301,50 @@ struct SpilledRef<'a> {
     turns: &'a [(String, u64)],
     sessions: &'a [SessionWrite],
     signed_by: &'a Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: u64) -> Batch {
+        Batch {
+            turns: vec![(format!("k{n}"), n)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_chunk_that_fails_again_keeps_its_age_and_is_spilled_once_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let limit = 2 * estimate(&batch(0));
+        let mut spool = Spool::new(db.to_str().unwrap(), limit, Duration::from_secs(10), 0);
+        // Two batches failed half a minute ago and have been retried and failed again since.
+        let t0 = Instant::now() - Duration::from_secs(30);
+        spool.push(batch(1), t0).unwrap();
+        spool.push(batch(2), t0).unwrap();
+        assert_eq!(spool.spilled_bytes(), 0, "within the bound");
+        for _ in 0..3 {
+            let (chunk, source) = spool.take_chunk().unwrap();
+            assert_eq!(chunk.len(), 2);
+            spool.put_back(chunk, source);
+        }
+        // A third batch fails now: over the bound, the two oldest — still half a minute old, for
+        // all their retries — are spilled.
+        spool.push(batch(3), Instant::now()).unwrap();
+        assert!(spool.spilled_bytes() > 0);
+        // They come back first, from the file, in order; then memory.
+        let (from_file, source) = spool.take_chunk().unwrap();
+        assert!(matches!(source, Source::File { .. }));
+        let turns: Vec<u64> = from_file.iter().map(|b| b.turns[0].1).collect();
+        assert_eq!(turns, [1, 2]);
+        spool.committed(source).unwrap();
+        let (from_memory, source) = spool.take_chunk().unwrap();
+        assert_eq!(source, Source::Memory);
+        assert_eq!(from_memory[0].turns[0].1, 3);
+        spool.committed(source).unwrap();
+        assert!(spool.is_empty());
+        assert!(!dir.path().join("x.db-spool").exists());
+    }
 }
