@@ -334,18 +334,22 @@ fn write_loop(
                     counters.failed_commits.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, "call log commit failed; events kept to retry");
                     spool.put_back(retry, source);
+                    // Kept (and counted) before anyone is told: a caller that hears of the
+                    // failure finds its batch in the spool.
+                    let mut waiting = Vec::with_capacity(work.len());
                     for a in work {
-                        let _ = a
-                            .done
-                            .send(Err(StoreError::Invalid(format!("commit failed: {e}"))));
                         if let Err(e) = spool.push(a.batch, std::time::Instant::now()) {
                             tracing::error!(error = %e, "cannot spill the spool to disk; it stays in memory");
                         }
+                        waiting.push(a.done);
                     }
                     counters.spooled.store(spool.events(), Ordering::Relaxed);
                     counters
                         .spilled_bytes
                         .store(spool.spilled_bytes(), Ordering::Relaxed);
+                    for done in waiting {
+                        let _ = done.send(Err(StoreError::Invalid(format!("commit failed: {e}"))));
+                    }
                     std::thread::sleep(Duration::from_millis(200));
                     continue;
                 }
