@@ -50,11 +50,15 @@ impl Limits {
     /// Raises the descriptor soft limit to the hard limit and sets the cap below it.
     pub fn for_this_process() -> Self {
         let descriptors = raise_descriptor_limit();
+        let max_connections = descriptors
+            .saturating_sub(DESCRIPTORS_KEPT)
+            .clamp(64, 1_000_000) as usize;
         Self {
-            max_connections: descriptors
-                .saturating_sub(DESCRIPTORS_KEPT)
-                .clamp(64, 1_000_000) as usize,
-            max_per_address: 1_000,
+            max_connections,
+            // A quarter: one address (a reverse proxy, a carrier egress, the emulator at 200
+            // calls a second) may need thousands. A cap of 1,000 starved `dialtone carrier` in
+            // the soak once a busy machine slowed answers and its connections piled up.
+            max_per_address: (max_connections / 4).max(1),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),

@@ -121,13 +121,9 @@ struct ConnectionArgs {
     /// start, less 512); the last tenth is kept for addresses holding few connections.
     #[arg(long, env = "DIALTONE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// Client connections one address may hold.
-    #[arg(
-        long,
-        env = "DIALTONE_MAX_CONNECTIONS_PER_ADDRESS",
-        default_value_t = 1000
-    )]
-    max_connections_per_address: usize,
+    /// Client connections one address may hold (default: a quarter of --max-connections).
+    #[arg(long, env = "DIALTONE_MAX_CONNECTIONS_PER_ADDRESS")]
+    max_connections_per_address: Option<usize>,
     /// Seconds a connection has to send its request headers.
     #[arg(long, env = "DIALTONE_HEADER_TIMEOUT_S", default_value_t = 10.0)]
     header_timeout_s: f64,
@@ -160,10 +156,11 @@ impl ConnectionArgs {
             }
             limits.max_connections = max;
         }
-        if self.max_connections_per_address == 0 {
-            bail!("--max-connections-per-address must be 1 or more");
-        }
-        limits.max_per_address = self.max_connections_per_address;
+        limits.max_per_address = match self.max_connections_per_address {
+            Some(0) => bail!("--max-connections-per-address must be 1 or more"),
+            Some(n) => n,
+            None => (limits.max_connections / 4).max(1),
+        };
         limits.header_timeout = seconds("header-timeout-s", self.header_timeout_s)?;
         limits.body_timeout = seconds("body-timeout-s", self.body_timeout_s)?;
         limits.idle_timeout = seconds("idle-timeout-s", self.idle_timeout_s)?;
