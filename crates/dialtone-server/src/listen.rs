@@ -9,8 +9,8 @@
 //!   end of its previous response) and for its request body (`body_timeout`, answered 408);
 //! - an idle deadline between requests (`idle_timeout`);
 //!
-//! and the process has a cap on connections (`max_connections`), at most
-//! `max_per_address` of them from one address, with the last tenth kept for addresses holding
+//! and the process has a cap on connections (`max_connections`); past half of it, at most
+//! `max_per_address` of them from one address; the last tenth kept for addresses holding
 //! few connections — the carrier's webhooks come from many addresses with a few connections each,
 //! a flood from one or a few with many. At start the descriptor soft limit is raised to the hard
 //! limit, and the cap is set below it.
@@ -101,8 +101,11 @@ impl Connections {
         let held = by_address.get(&ip).copied().unwrap_or(0);
         let total = self.total.load(Ordering::Relaxed);
         let shared_part = limits.max_connections - limits.max_connections / 10;
-        let admitted = held < limits.max_per_address
-            && total < limits.max_connections
+        // The per-address cap applies only under pressure (past half the cap): refusing a busy
+        // address that is the carrier (or a proxy in front of everyone) loses calls, so it is
+        // done only when the process would otherwise run out.
+        let admitted = total < limits.max_connections
+            && (total < limits.max_connections / 2 || held < limits.max_per_address)
             && (total < shared_part || held < FEW);
         if !admitted {
             self.refused.fetch_add(1, Ordering::Relaxed);

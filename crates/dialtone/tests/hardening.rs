@@ -434,6 +434,8 @@ async fn idle_and_slow_connections_are_bounded_and_closed() {
             "--demo",
             "--clock-start",
             MONDAY_MORNING,
+            "--max-connections",
+            "40",
             "--max-connections-per-address",
             "20",
             "--header-timeout-s",
