@@ -14,7 +14,9 @@ cd "$(dirname "$0")/.."
 duration=${1:-3600}; rate=${2:-200}
 cargo build --release -q -p dialtone
 bin=target/release/dialtone
-work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+work=$(mktemp -d)
+# On failure the work directory (samples, database, CDRs) is kept for a look.
+trap 'rc=$?; kill $(jobs -p) 2>/dev/null || true; if [ $rc = 0 ]; then rm -rf "$work"; else echo "kept $work" >&2; fi' EXIT
 mkdir -p bench-results
 ulimit -n "$(ulimit -Hn)"
 

@@ -149,6 +149,9 @@ pub struct Account {
     pub fallback_url: Option<String>,
     /// Where recordings are served (the emulator's REST API), if anywhere.
     pub api_base_url: Option<String>,
+    /// The carrier's clock at the run's second 0 (wall time for `dialtone carrier`, the
+    /// scenario's start in a replay): callbacks' timestamps count from it.
+    pub epoch: chrono::DateTime<chrono::Utc>,
 }
 
 struct CallWorld {
@@ -325,6 +328,7 @@ pub fn start<T: Transport + 'static>(
                 status_callback: account.status_callback.clone(),
                 fallback_url: account.fallback_url.clone(),
                 api_base_url: account.api_base_url.clone(),
+                arrived_at: account.epoch + chrono::TimeDelta::microseconds((t * 1e6) as i64),
                 from: from.clone(),
                 to: to.clone(),
                 call_sid: sid(

@@ -7,16 +7,17 @@
 //! dial queue and callers hang up when they run out of patience.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use futures_util::stream::FuturesUnordered;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use dialtone_twiml::webhook::{
-    CallParams, CallStatus, DialCallStatus, DialResult, Direction, GatherResult, RecordResult,
-    RecordingStatus, StatusCallback,
+    CallParams, CallStatus, CallbackRecording, DialCallStatus, DialResult, Direction, GatherResult,
+    RecordResult, RecordingStatus, StatusCallback,
 };
 use dialtone_twiml::{self as twiml, CallEvent, DialRecord, DialTarget, Method, Response, Verb};
 
@@ -39,6 +40,9 @@ pub struct CallSetup {
     pub call_sid: String,
     /// Where the carrier's REST API serves recordings; `None`: an address that never resolves.
     pub api_base_url: Option<String>,
+    /// When the call arrived, by the carrier's clock: callbacks' `Timestamp`s and recordings'
+    /// start times count from it.
+    pub arrived_at: DateTime<Utc>,
 }
 
 /// Who answers a `<Dial>`.
@@ -201,11 +205,49 @@ fn child_sid(parent: &str, k: u32) -> String {
     )
 }
 
+/// Parses a document the carrier fetched and checks the emulator can play it as the carrier
+/// would: what the carrier does but the emulator does not model is refused with the carrier's
+/// schema error (12200), rather than played as if it were not there.
+fn executable(body: &str) -> Result<Response, (u32, String)> {
+    let doc = twiml::parse(body).map_err(|e| (e.error_code(), format!("invalid TwiML: {e}")))?;
+    match unemulated(&doc) {
+        Some(what) => Err((12200, format!("{what} is not emulated"))),
+        None => Ok(doc),
+    }
+}
+
+/// The first feature of `doc` the emulator parses but does not play.
+fn unemulated(doc: &Response) -> Option<String> {
+    doc.verbs.iter().find_map(|verb| match verb {
+        Verb::Gather(g) => g
+            .input
+            .as_deref()
+            .filter(|i| i.split_whitespace().any(|x| x != "dtmf"))
+            .map(|i| format!("<Gather input=\"{i}\">")),
+        Verb::Dial(d) if d.answer_on_bridge == Some(true) => {
+            Some("<Dial answerOnBridge=\"true\">".into())
+        }
+        Verb::Dial(d) if d.hangup_on_star == Some(true) => {
+            Some("<Dial hangupOnStar=\"true\">".into())
+        }
+        Verb::Dial(d) if d.time_limit.is_some() => Some("<Dial timeLimit>".into()),
+        Verb::Dial(d) => d.targets.iter().find_map(|t| match t {
+            DialTarget::Client(_) => Some("<Dial><Client>".into()),
+            DialTarget::Sip(_) => Some("<Dial><Sip>".into()),
+            _ => None,
+        }),
+        Verb::Record(r) if r.transcribe == Some(true) => {
+            Some("<Record transcribe=\"true\">".into())
+        }
+        _ => None,
+    })
+}
+
 /// A recording the carrier made: `n` seeds its sid.
 struct Recording {
     n: u128,
-    /// The call or leg recorded.
-    call_sid: String,
+    /// 2 for a `-dual` `<Dial record>` (caller and agent apart), else 1.
+    channels: u32,
     started_at_s: f64,
     duration_s: u32,
     voicemail: bool,
@@ -251,6 +293,24 @@ struct Session<'a, T: Transport, W: World> {
     answered: bool,
     voicemail: bool,
     in_progress: bool,
+    /// Status callbacks sent so far, per call or leg sid (their `SequenceNumber`).
+    sequence: HashMap<String, u32>,
+}
+
+/// How a call or leg ended, for its terminal status callback.
+struct Ended {
+    duration: u32,
+    recording: Option<CallbackRecording>,
+}
+
+/// The SIP response a call or leg in `status` ended with.
+fn sip_response_code(status: CallStatus) -> u32 {
+    match status {
+        CallStatus::Busy => 486,
+        CallStatus::NoAnswer | CallStatus::Canceled => 487,
+        CallStatus::Failed => 500,
+        _ => 200,
+    }
 }
 
 /// Runs one call to completion.
@@ -292,6 +352,7 @@ pub async fn run_call_in<T: Transport, W: World>(
         answered: false,
         voicemail: false,
         in_progress: false,
+        sequence: HashMap::new(),
     };
     let outcome = s.run().await;
     let final_status = match outcome {
@@ -300,13 +361,11 @@ pub async fn run_call_in<T: Transport, W: World>(
     };
     let duration_s = world.now();
     if let Some(url) = &setup.status_callback {
-        let cb = StatusCallback {
-            call: s.call_params(final_status),
-            event: None,
-            call_duration: Some(duration_s.round() as u32),
-            timestamp: None,
-            sequence_number: None,
+        let ended = Ended {
+            duration: duration_s.round() as u32,
+            recording: None,
         };
+        let cb = s.status_callback(s.call_params(final_status), None, Some(ended));
         s.callback(url, Method::Post, cb.to_params(), "status callback")
             .await;
     }
@@ -350,6 +409,36 @@ impl<T: Transport, W: World> Session<'_, T, W> {
         };
         (self.observer)(&step);
         self.steps.push(step);
+    }
+
+    /// The carrier's clock `at_s` seconds into the call, as it writes times (RFC 2822).
+    fn wall_time(&self, at_s: f64) -> String {
+        crate::cdr::rfc2822(self.setup.arrived_at + TimeDelta::microseconds((at_s * 1e6) as i64))
+    }
+
+    /// A status callback about `call` (the call's own, or a leg's), numbered in its sequence;
+    /// `ended` for the terminal one.
+    fn status_callback(
+        &mut self,
+        call: CallParams,
+        event: Option<CallEvent>,
+        ended: Option<Ended>,
+    ) -> StatusCallback {
+        let counter = self.sequence.entry(call.call_sid.clone()).or_insert(0);
+        let sequence_number = *counter;
+        *counter += 1;
+        let status = call.call_status;
+        StatusCallback {
+            call,
+            event,
+            call_duration: ended.as_ref().map(|e| e.duration),
+            timestamp: Some(self.wall_time(self.now())),
+            sequence_number: Some(sequence_number),
+            callback_source: Some("call-progress-events".into()),
+            sip_response_code: ended.as_ref().map(|_| sip_response_code(status)),
+            duration_minutes: ended.as_ref().map(|e| e.duration.div_ceil(60)),
+            recording: ended.and_then(|e| e.recording),
+        }
     }
 
     fn call_params(&self, status: CallStatus) -> CallParams {
@@ -426,9 +515,9 @@ impl<T: Transport, W: World> Session<'_, T, W> {
         purpose: &str,
     ) -> Option<(Response, String)> {
         let failure = match self.request(method, url, params.clone(), purpose).await {
-            Ok(body) => match twiml::parse(&body) {
+            Ok(body) => match executable(&body) {
                 Ok(doc) => return Some((doc, url.to_owned())),
-                Err(e) => (e.error_code(), format!("{url}: invalid TwiML: {e}")),
+                Err((code, e)) => (code, format!("{url}: {e}")),
             },
             Err(f) => f,
         };
@@ -447,12 +536,12 @@ impl<T: Transport, W: World> Session<'_, T, W> {
             .request(Method::Post, &fallback, with_error, "fallback")
             .await
         {
-            Ok(body) => match twiml::parse(&body) {
+            Ok(body) => match executable(&body) {
                 Ok(doc) => Some((doc, fallback)),
-                Err(e) => {
+                Err((code, e)) => {
                     self.note(StepKind::Error {
-                        code: e.error_code(),
-                        message: format!("{fallback}: invalid TwiML: {e}"),
+                        code,
+                        message: format!("{fallback}: {e}"),
                     });
                     None
                 }
@@ -659,7 +748,7 @@ impl<T: Transport, W: World> Session<'_, T, W> {
         number: &twiml::Number,
         leg: &CallParams,
         event: CallEvent,
-        duration: Option<u32>,
+        ended: Option<Ended>,
     ) {
         let Some(url) = &number.status_callback else {
             return;
@@ -673,13 +762,7 @@ impl<T: Transport, W: World> Session<'_, T, W> {
         if !wanted {
             return;
         }
-        let cb = StatusCallback {
-            call: leg.clone(),
-            event: Some(event),
-            call_duration: duration,
-            timestamp: None,
-            sequence_number: None,
-        };
+        let cb = self.status_callback(leg.clone(), Some(event), ended);
         let method = number.status_callback_method.unwrap_or(Method::Post);
         self.callback(url, method, cb.to_params(), "leg status")
             .await;
@@ -792,8 +875,14 @@ impl<T: Transport, W: World> Session<'_, T, W> {
                     }
                     _ => {
                         ringing[i] = None;
-                        self.leg_ends(&numbers[i], &legs[i], first_record + i, CallStatus::Busy)
-                            .await;
+                        self.leg_ends(
+                            &numbers[i],
+                            &legs[i],
+                            first_record + i,
+                            CallStatus::Busy,
+                            None,
+                        )
+                        .await;
                         let others_left = !setups.is_empty() || ringing.iter().any(Option::is_some);
                         if !others_left {
                             break DialEnd::AllBusy;
@@ -850,7 +939,8 @@ impl<T: Transport, W: World> Session<'_, T, W> {
                     CallStatus::Canceled
                 }
             };
-            self.leg_ends(n, &legs[i], first_record + i, status).await;
+            self.leg_ends(n, &legs[i], first_record + i, status, None)
+                .await;
         }
         match ended {
             DialEnd::CallerHungUp => return self.hung_up(),
@@ -878,21 +968,40 @@ impl<T: Transport, W: World> Session<'_, T, W> {
                 let _ = self.pass(talk_s).await;
                 let talk = talk_s.round() as u32;
                 self.leg_records[first_record + a].talk_s = talk_s;
-                self.leg_ends(&number, &legs[a], first_record + a, CallStatus::Completed)
-                    .await;
+                let recording = d
+                    .record
+                    .is_some_and(|r| r != DialRecord::DoNotRecord)
+                    .then(|| Recording {
+                        n: u128::from_str_radix(&leg.call_sid[2..], 16).unwrap_or(0),
+                        channels: match d.record {
+                            Some(
+                                DialRecord::RecordFromAnswerDual
+                                | DialRecord::RecordFromRingingDual,
+                            ) => 2,
+                            _ => 1,
+                        },
+                        started_at_s: self.now() - talk_s,
+                        duration_s: talk,
+                        voicemail: false,
+                    });
+                let reported = recording.as_ref().map(|r| CallbackRecording {
+                    url: self.recording_url(&sid("RE", r.n)),
+                    sid: sid("RE", r.n),
+                    duration: r.duration_s,
+                });
+                self.leg_ends(
+                    &number,
+                    &legs[a],
+                    first_record + a,
+                    CallStatus::Completed,
+                    reported,
+                )
+                .await;
                 result.dial_call_status = DialCallStatus::Completed;
                 result.dial_call_sid = Some(leg.call_sid.clone());
                 result.dial_call_duration = Some(talk);
                 result.dial_bridged = Some(true);
-                if d.record.is_some_and(|r| r != DialRecord::DoNotRecord) {
-                    let n = u128::from_str_radix(&leg.call_sid[2..], 16).unwrap_or(0);
-                    let recording = Recording {
-                        n,
-                        call_sid: leg.call_sid.clone(),
-                        started_at_s: self.now() - talk_s,
-                        duration_s: talk,
-                        voicemail: false,
-                    };
+                if let Some(recording) = recording {
                     let url = self
                         .recorded(recording, d.recording_status_callback.as_deref(), doc_url)
                         .await;
@@ -938,13 +1047,15 @@ impl<T: Transport, W: World> Session<'_, T, W> {
             .await;
     }
 
-    /// A leg that rang is over: its completed callback, and its slot freed.
+    /// A leg that rang is over: its completed callback (with its recording, if it was
+    /// recorded), and its slot freed.
     async fn leg_ends(
         &mut self,
         number: &twiml::Number,
         leg: &CallParams,
         record: usize,
         status: CallStatus,
+        recording: Option<CallbackRecording>,
     ) {
         let talk = self.leg_records[record].talk_s.round() as u32;
         self.leg_records[record].ended_at_s = self.now();
@@ -954,7 +1065,11 @@ impl<T: Transport, W: World> Session<'_, T, W> {
             call_status: status,
             ..leg.clone()
         };
-        self.leg_callback(number, &done, CallEvent::Completed, Some(talk))
+        let ended = Ended {
+            duration: talk,
+            recording,
+        };
+        self.leg_callback(number, &done, CallEvent::Completed, Some(ended))
             .await;
     }
 
@@ -962,22 +1077,15 @@ impl<T: Transport, W: World> Session<'_, T, W> {
     /// its URL.
     async fn recorded(&mut self, rec: Recording, callback: Option<&str>, doc_url: &str) -> String {
         let recording_sid = sid("RE", rec.n);
-        let base = self
-            .setup
-            .api_base_url
-            .as_deref()
-            .unwrap_or("https://carrier.invalid");
-        let url = format!(
-            "{}/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
-            base.trim_end_matches('/'),
-            self.setup.account_sid
-        );
+        let url = self.recording_url(&recording_sid);
         self.recordings.push(RecordingRecord {
             sid: recording_sid.clone(),
-            call_sid: rec.call_sid.clone(),
+            // The carrier files a recording under the parent call, a recorded <Dial>'s too.
+            call_sid: self.setup.call_sid.clone(),
             url: url.clone(),
             started_at_s: rec.started_at_s,
             duration_s: rec.duration_s,
+            channels: rec.channels,
             voicemail: rec.voicemail,
         });
         self.note(StepKind::Recorded {
@@ -986,10 +1094,10 @@ impl<T: Transport, W: World> Session<'_, T, W> {
             voicemail: rec.voicemail,
         });
         if let Some(cb) = callback {
-            let (channels, source) = if rec.voicemail {
-                (1, "RecordVerb")
+            let source = if rec.voicemail {
+                "RecordVerb"
             } else {
-                (2, "DialVerb")
+                "DialVerb"
             };
             let status = RecordingStatus {
                 account_sid: self.setup.account_sid.clone(),
@@ -998,9 +1106,12 @@ impl<T: Transport, W: World> Session<'_, T, W> {
                 recording_url: url.clone(),
                 recording_status: "completed".into(),
                 recording_duration: Some(rec.duration_s),
-                recording_channels: Some(channels),
+                recording_channels: Some(rec.channels),
                 recording_source: Some(source.into()),
-                error_code: None,
+                recording_start_time: Some(self.wall_time(rec.started_at_s)),
+                recording_track: Some("both".into()),
+                // The carrier sends 0 for a recording that completed.
+                error_code: Some("0".into()),
             };
             self.callback(
                 &resolve(doc_url, cb),
@@ -1013,13 +1124,27 @@ impl<T: Transport, W: World> Session<'_, T, W> {
         url
     }
 
+    /// Where the carrier serves the recording `recording_sid`.
+    fn recording_url(&self, recording_sid: &str) -> String {
+        let base = self
+            .setup
+            .api_base_url
+            .as_deref()
+            .unwrap_or("https://carrier.invalid");
+        format!(
+            "{}/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
+            base.trim_end_matches('/'),
+            self.setup.account_sid
+        )
+    }
+
     /// Runs the whisper document for the agent; a broken whisper does not stop the bridge.
     async fn whisper(&mut self, url: &str, method: Method, leg: &CallParams) {
         let body = match self.request(method, url, leg.to_params(), "whisper").await {
             Ok(b) => b,
             Err((code, message)) => return self.note(StepKind::Error { code, message }),
         };
-        match twiml::parse(&body) {
+        match executable(&body) {
             Ok(doc) => {
                 for verb in &doc.verbs {
                     match verb {
@@ -1042,8 +1167,8 @@ impl<T: Transport, W: World> Session<'_, T, W> {
                     }
                 }
             }
-            Err(e) => self.note(StepKind::Error {
-                code: e.error_code(),
+            Err((code, e)) => self.note(StepKind::Error {
+                code,
                 message: format!("whisper: {e}"),
             }),
         }
@@ -1060,7 +1185,7 @@ impl<T: Transport, W: World> Session<'_, T, W> {
         let n = u128::from_str_radix(self.setup.call_sid.get(2..).unwrap_or("0"), 16).unwrap_or(0);
         let recording = Recording {
             n: n.wrapping_add(0x5eed),
-            call_sid: self.setup.call_sid.clone(),
+            channels: 1,
             started_at_s: self.now() - f64::from(length),
             duration_s: length,
             voicemail: true,

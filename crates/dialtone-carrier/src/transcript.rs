@@ -118,12 +118,14 @@ impl LegRecord {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordingRecord {
     pub sid: String,
-    /// The call (or leg) recorded.
+    /// The call recorded: the parent call, a recorded `<Dial>`'s leg too, as at the carrier.
     pub call_sid: String,
     pub url: String,
     /// When recording started, in seconds since the call arrived.
     pub started_at_s: f64,
     pub duration_s: u32,
+    /// 1 (mono), or 2 for a dual-channel `<Dial>` recording.
+    pub channels: u32,
     /// A `<Record>` (voicemail), else a recorded `<Dial>`.
     pub voicemail: bool,
 }

@@ -48,10 +48,11 @@ fn call(n: u32) -> CallRecords {
             post_dial_delay_s: Some(0.5),
             recordings: vec![RecordingRecord {
                 sid: format!("RE{n:032x}"),
-                call_sid: leg_sid,
+                call_sid: call_sid.clone(),
                 url: format!("http://carrier.test/2010-04-01/Accounts/{SID}/Recordings/RE{n:032x}"),
                 started_at_s: 4.0,
                 duration_s: 2,
+                channels: 2,
                 voicemail: false,
             }],
         },
@@ -223,14 +224,16 @@ async fn calls_and_recordings_are_fetched_one_by_one_and_recordings_download_as_
         StatusCode::NOT_FOUND
     );
 
-    let leg = format!("CA{:032x}", 0xff00 + 2);
-    let of_leg = json(
+    // A recorded <Dial>'s recording is the parent call's, not the leg's.
+    let parent = format!("CA{:032x}", 2);
+    let of_call = json(
         &log,
-        &format!("/2010-04-01/Accounts/{SID}/Calls/{leg}/Recordings.json"),
+        &format!("/2010-04-01/Accounts/{SID}/Calls/{parent}/Recordings.json"),
     )
     .await;
-    assert_eq!(sids(&of_leg, "recordings"), [format!("RE{:032x}", 2)]);
-    assert_eq!(of_leg["recordings"][0]["source"], "DialVerb");
+    assert_eq!(sids(&of_call, "recordings"), [format!("RE{:032x}", 2)]);
+    assert_eq!(of_call["recordings"][0]["source"], "DialVerb");
+    assert_eq!(of_call["recordings"][0]["call_sid"], parent.as_str());
     let all = json(&log, &format!("/2010-04-01/Accounts/{SID}/Recordings.json")).await;
     assert_eq!(sids(&all, "recordings").len(), 2);
 

@@ -70,6 +70,13 @@ async fn app(
             "<Say>Dial {}.</Say>",
             form.get("DialCallStatus").unwrap_or("?")
         )),
+        // Features the emulator does not model, and an attribute TwiML does not have.
+        "/speech" => xml(r#"<Gather input="speech"><Say>Say something.</Say></Gather>"#),
+        "/bridge" => xml(r#"<Dial answerOnBridge="true"><Number>+15550001</Number></Dial>"#),
+        "/client" => xml("<Dial><Client>agent</Client></Dial>"),
+        "/transcribe" => xml(r#"<Record transcribe="true"/>"#),
+        "/ringtone" => xml(r#"<Dial ringTone="uk"><Number>+15550001</Number></Dial>"#),
+        "/colour" => xml(r#"<Say colour="blue">hi</Say>"#),
         _ => xml(""),
     }
 }
@@ -96,6 +103,7 @@ fn setup(base: &str, path: &str, fallback: Option<&str>) -> CallSetup {
         to: "+15551110000".into(),
         call_sid: "CA00000000000000000000000000000042".into(),
         api_base_url: None,
+        arrived_at: chrono::DateTime::UNIX_EPOCH,
     }
 }
 
@@ -135,6 +143,41 @@ async fn an_http_error_goes_to_the_fallback_url_with_the_error() {
     assert_eq!(get("ErrorCode").as_deref(), Some("11200"));
     assert_eq!(get("ErrorUrl"), Some(format!("{base}/broken")));
     assert_all_signed(&base, &seen);
+}
+
+#[tokio::test]
+async fn what_the_emulator_does_not_model_is_the_carriers_schema_error_not_ignored() {
+    let (base, seen) = start().await;
+    for path in [
+        "/speech",
+        "/bridge",
+        "/client",
+        "/transcribe",
+        "/ringtone",
+        "/colour",
+    ] {
+        seen.0.lock().unwrap().clear();
+        let t = run_call(
+            &HttpTransport::new(),
+            &setup(&base, path, Some("/fallback")),
+            &Script::default(),
+        )
+        .await;
+        assert_eq!(t.errors()[0].0, 12200, "{path}: {:?}", t.errors());
+        assert_eq!(t.heard(), ["Fallback speaking."], "{path}");
+        let requests = seen.0.lock().unwrap().clone();
+        let fallback = requests
+            .iter()
+            .find(|(u, _, _)| u == "/fallback")
+            .unwrap_or_else(|| panic!("{path}: no fallback request"));
+        assert!(
+            fallback
+                .1
+                .iter()
+                .any(|(k, v)| k == "ErrorCode" && v == "12200"),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -2,9 +2,6 @@
 //! action, a GET redirect, the status callback) carries a signature the carrier's official
 //! `RequestValidator` accepts. `scripts/test-deps.sh` installs the library.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::Mutex;
 
@@ -14,6 +11,9 @@ use dialtone_carrier::sim::Sim;
 use dialtone_carrier::{Transport, TransportError, WebhookReply, WebhookRequest};
 use dialtone_twiml::Method;
 use serde_json::{Value, json};
+
+mod common;
+use common::oracle;
 
 const TOKEN: &str = "emulator-token ☎";
 
@@ -60,30 +60,6 @@ impl Transport for App {
     }
 }
 
-fn oracle(request: Value) -> Value {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var_os("DIALTONE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv-test/bin/python"));
-    assert!(
-        python.exists(),
-        "{} not found: run scripts/test-deps.sh",
-        python.display()
-    );
-    let mut child = Command::new(&python)
-        .arg(root.join("scripts/official_twilio.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(request.to_string().as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "official_twilio.py failed");
-    serde_json::from_slice(&out.stdout).expect("JSON from the oracle")
-}
-
 #[test]
 fn every_request_the_emulator_sends_verifies_with_the_official_validator() {
     let sim = Sim::new();
@@ -95,6 +71,7 @@ fn every_request_the_emulator_sends_verifies_with_the_official_validator() {
         status_callback: Some("http://app.example:8080/status".into()),
         fallback_url: None,
         api_base_url: None,
+        epoch: chrono::DateTime::UNIX_EPOCH,
     };
     let scenario = Scenario {
         duration_s: 60.0,

@@ -49,6 +49,7 @@ fn run(app: Dialer, scenario: Scenario) -> Report {
         status_callback: None,
         fallback_url: None,
         api_base_url: None,
+        epoch: chrono::DateTime::UNIX_EPOCH,
     };
     let calls = emulator::start(&sim, Rc::new(app), account, scenario);
     sim.run(0, &mut |_| {});

@@ -24,6 +24,9 @@ pub enum ParseError {
     },
     #[error("text is not allowed directly inside <{0}>")]
     UnexpectedText(String),
+    /// An attribute this model does not know: not the carrier's, or not one it reads.
+    #[error("<{element}> has an attribute {attribute} that is not supported")]
+    UnsupportedAttribute { element: String, attribute: String },
 }
 
 impl ParseError {
@@ -127,6 +130,21 @@ fn tree(xml: &str) -> Result<Element, ParseError> {
 }
 
 impl Element {
+    /// Refuses an attribute not in `known` rather than ignore it.
+    fn only(&self, known: &[&str]) -> Result<(), ParseError> {
+        match self
+            .attrs
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
+            Some((k, _)) => Err(ParseError::UnsupportedAttribute {
+                element: self.name.clone(),
+                attribute: k.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn attr(&self, name: &str) -> Option<String> {
         self.attrs
             .iter()
@@ -220,6 +238,7 @@ impl std::str::FromStr for Response {
 }
 
 fn say(e: &Element) -> Result<Say, ParseError> {
+    e.only(&["voice", "language", "loop"])?;
     Ok(Say {
         text: e.text()?,
         voice: e.attr("voice"),
@@ -229,6 +248,7 @@ fn say(e: &Element) -> Result<Say, ParseError> {
 }
 
 fn play(e: &Element) -> Result<Play, ParseError> {
+    e.only(&["loop", "digits"])?;
     Ok(Play {
         url: e.text()?.trim().to_owned(),
         loop_count: e.num("loop")?,
@@ -244,12 +264,63 @@ fn pause(e: &Element) -> Result<Pause, ParseError> {
     {
         return Err(ParseError::UnexpectedText("Pause".into()));
     }
+    e.only(&["length"])?;
     Ok(Pause {
         length: e.num("length")?,
     })
 }
 
+/// The attributes each verb has in this model, as the carrier names them.
+fn known_attributes(verb: &str) -> &'static [&'static str] {
+    match verb {
+        "Gather" => &[
+            "action",
+            "method",
+            "input",
+            "numDigits",
+            "timeout",
+            "finishOnKey",
+            "actionOnEmptyResult",
+        ],
+        "Dial" => &[
+            "action",
+            "method",
+            "timeout",
+            "timeLimit",
+            "callerId",
+            "record",
+            "recordingStatusCallback",
+            "answerOnBridge",
+            "hangupOnStar",
+        ],
+        "Number" => &[
+            "url",
+            "method",
+            "sendDigits",
+            "statusCallback",
+            "statusCallbackEvent",
+            "statusCallbackMethod",
+        ],
+        "Record" => &[
+            "action",
+            "method",
+            "timeout",
+            "maxLength",
+            "finishOnKey",
+            "playBeep",
+            "transcribe",
+            "recordingStatusCallback",
+        ],
+        "Redirect" => &["method"],
+        "Reject" => &["reason"],
+        _ => &[],
+    }
+}
+
 fn verb(e: &Element) -> Result<Verb, ParseError> {
+    if !matches!(e.name.as_str(), "Say" | "Play" | "Pause") {
+        e.only(known_attributes(&e.name))?;
+    }
     Ok(match e.name.as_str() {
         "Say" => Verb::Say(say(e)?),
         "Play" => Verb::Play(play(e)?),
@@ -330,25 +401,28 @@ fn dial(e: &Element) -> Result<Dial, ParseError> {
             Node::Text(t) if t.trim().is_empty() => {}
             Node::Text(t) => targets.push(DialTarget::Bare(t.trim().to_owned())),
             Node::Element(n) => targets.push(match n.name.as_str() {
-                "Number" => DialTarget::Number(Number {
-                    number: n.text()?.trim().to_owned(),
-                    url: n.attr("url"),
-                    method: n.method("method")?,
-                    send_digits: n.attr("sendDigits"),
-                    status_callback: n.attr("statusCallback"),
-                    status_callback_event: match n.attr("statusCallbackEvent") {
-                        None => vec![],
-                        Some(v) => v
-                            .split([' ', ','])
-                            .filter(|s| !s.is_empty())
-                            .map(|s| {
-                                CallEvent::from_wire(s)
-                                    .ok_or_else(|| n.invalid("statusCallbackEvent", &v))
-                            })
-                            .collect::<Result<_, _>>()?,
-                    },
-                    status_callback_method: n.method("statusCallbackMethod")?,
-                }),
+                "Number" => {
+                    n.only(known_attributes("Number"))?;
+                    DialTarget::Number(Number {
+                        number: n.text()?.trim().to_owned(),
+                        url: n.attr("url"),
+                        method: n.method("method")?,
+                        send_digits: n.attr("sendDigits"),
+                        status_callback: n.attr("statusCallback"),
+                        status_callback_event: match n.attr("statusCallbackEvent") {
+                            None => vec![],
+                            Some(v) => v
+                                .split([' ', ','])
+                                .filter(|s| !s.is_empty())
+                                .map(|s| {
+                                    CallEvent::from_wire(s)
+                                        .ok_or_else(|| n.invalid("statusCallbackEvent", &v))
+                                })
+                                .collect::<Result<_, _>>()?,
+                        },
+                        status_callback_method: n.method("statusCallbackMethod")?,
+                    })
+                }
                 "Client" => DialTarget::Client(n.text()?.trim().to_owned()),
                 "Sip" => DialTarget::Sip(n.text()?.trim().to_owned()),
                 other => return Err(misplaced_or_unknown(other, "Dial")),
@@ -372,6 +446,43 @@ fn dial(e: &Element) -> Result<Dial, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_it_does_not_know_are_refused_not_ignored() {
+        for (doc, element, attribute) in [
+            (
+                r#"<Response><Say colour="blue">hi</Say></Response>"#,
+                "Say",
+                "colour",
+            ),
+            (
+                r#"<Response><Dial ringTone="uk">+15550001</Dial></Response>"#,
+                "Dial",
+                "ringTone",
+            ),
+            (
+                r#"<Response><Dial><Number machineDetection="Enable">+15550001</Number></Dial></Response>"#,
+                "Number",
+                "machineDetection",
+            ),
+            (
+                r#"<Response><Hangup reason="x"/></Response>"#,
+                "Hangup",
+                "reason",
+            ),
+        ] {
+            let e = parse(doc).unwrap_err();
+            assert_eq!(
+                e,
+                ParseError::UnsupportedAttribute {
+                    element: element.into(),
+                    attribute: attribute.into()
+                },
+                "{doc}"
+            );
+            assert_eq!(e.error_code(), 12200);
+        }
+    }
 
     #[test]
     fn error_classes() {

@@ -259,6 +259,24 @@ pub struct StatusCallback {
     pub call_duration: Option<u32>,
     pub timestamp: Option<String>,
     pub sequence_number: Option<u32>,
+    /// `call-progress-events`, on every status callback.
+    pub callback_source: Option<String>,
+    /// Terminal events: the SIP response that ended the call (200 answered, 486 busy, 487 not
+    /// answered or canceled).
+    pub sip_response_code: Option<u32>,
+    /// Terminal events: the minutes billed (`Duration`).
+    pub duration_minutes: Option<u32>,
+    /// On `completed`, when the leg was recorded: `RecordingUrl`, `RecordingSid`,
+    /// `RecordingDuration`.
+    pub recording: Option<CallbackRecording>,
+}
+
+/// The recording a status callback reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackRecording {
+    pub url: String,
+    pub sid: String,
+    pub duration: u32,
 }
 
 impl StatusCallback {
@@ -269,6 +287,17 @@ impl StatusCallback {
             call_duration: optional(form, "CallDuration")?,
             timestamp: text(form, "Timestamp"),
             sequence_number: optional(form, "SequenceNumber")?,
+            callback_source: text(form, "CallbackSource"),
+            sip_response_code: optional(form, "SipResponseCode")?,
+            duration_minutes: optional(form, "Duration")?,
+            recording: match (text(form, "RecordingUrl"), text(form, "RecordingSid")) {
+                (Some(url), Some(sid)) => Some(CallbackRecording {
+                    url,
+                    sid,
+                    duration: optional(form, "RecordingDuration")?.unwrap_or(0),
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -280,6 +309,14 @@ impl StatusCallback {
         push_opt(&mut p, "CallDuration", &self.call_duration);
         push_opt(&mut p, "Timestamp", &self.timestamp);
         push_opt(&mut p, "SequenceNumber", &self.sequence_number);
+        push_opt(&mut p, "CallbackSource", &self.callback_source);
+        push_opt(&mut p, "SipResponseCode", &self.sip_response_code);
+        push_opt(&mut p, "Duration", &self.duration_minutes);
+        if let Some(r) = &self.recording {
+            push(&mut p, "RecordingUrl", &r.url);
+            push(&mut p, "RecordingSid", &r.sid);
+            push(&mut p, "RecordingDuration", r.duration.to_string());
+        }
         p
     }
 }
@@ -295,6 +332,10 @@ pub struct RecordingStatus {
     pub recording_duration: Option<u32>,
     pub recording_channels: Option<u32>,
     pub recording_source: Option<String>,
+    /// RFC 2822.
+    pub recording_start_time: Option<String>,
+    /// inbound, outbound or both.
+    pub recording_track: Option<String>,
     pub error_code: Option<String>,
 }
 
@@ -309,6 +350,8 @@ impl RecordingStatus {
             recording_duration: optional(form, "RecordingDuration")?,
             recording_channels: optional(form, "RecordingChannels")?,
             recording_source: text(form, "RecordingSource"),
+            recording_start_time: text(form, "RecordingStartTime"),
+            recording_track: text(form, "RecordingTrack"),
             error_code: text(form, "ErrorCode"),
         })
     }
@@ -323,6 +366,8 @@ impl RecordingStatus {
         push_opt(&mut p, "RecordingDuration", &self.recording_duration);
         push_opt(&mut p, "RecordingChannels", &self.recording_channels);
         push_opt(&mut p, "RecordingSource", &self.recording_source);
+        push_opt(&mut p, "RecordingStartTime", &self.recording_start_time);
+        push_opt(&mut p, "RecordingTrack", &self.recording_track);
         push_opt(&mut p, "ErrorCode", &self.error_code);
         p
     }
@@ -402,8 +447,16 @@ mod tests {
             call: c.clone(),
             event: Some(CallEvent::Ringing),
             call_duration: Some(3),
-            timestamp: None,
+            timestamp: Some("Thu, 14 May 2026 13:00:05 +0000".into()),
             sequence_number: Some(1),
+            callback_source: Some("call-progress-events".into()),
+            sip_response_code: Some(200),
+            duration_minutes: Some(1),
+            recording: Some(CallbackRecording {
+                url: "https://carrier.example/Recordings/RE1".into(),
+                sid: "RE1".into(),
+                duration: 12,
+            }),
         };
         assert_eq!(
             StatusCallback::from_form(&round_trip(s.to_params())).unwrap(),

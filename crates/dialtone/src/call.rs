@@ -91,6 +91,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
         to: args.to,
         call_sid: args.call_sid.unwrap_or_else(random_sid),
         api_base_url: None,
+        arrived_at: chrono::Utc::now(),
     };
     let answer = match args.answer.as_slice() {
         [] => Answer::Nobody,

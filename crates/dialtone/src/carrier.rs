@@ -13,7 +13,7 @@ use std::rc::Rc;
 use anyhow::{Context, ensure};
 use chrono::Utc;
 use clap::Args;
-use dialtone_carrier::api::{self, CallLog};
+use dialtone_carrier::api::{self, CallLog, NumberSettings};
 use dialtone_carrier::cdr;
 use dialtone_carrier::emulator::{self, Account, CallRun, Report, Scenario};
 use dialtone_carrier::sim::Sim;
@@ -53,8 +53,9 @@ pub struct CarrierArgs {
     /// Append the carrier's call records, one JSON object a line, as calls end.
     #[arg(long)]
     cdr_out: Option<PathBuf>,
-    /// Serve the carrier's REST API (Calls.json, Recordings) here, and keep serving it after the
-    /// calls until interrupted.
+    /// Serve the carrier's REST API here (Calls, Recordings and their audio, IncomingPhoneNumbers
+    /// with the --to numbers in it, AvailablePhoneNumbers), and keep serving it after the calls
+    /// until interrupted.
     #[arg(long)]
     api_listen: Option<SocketAddr>,
     #[command(flatten)]
@@ -136,6 +137,19 @@ fn describe(run: &CallRun) -> String {
 pub async fn run(args: CarrierArgs) -> anyhow::Result<()> {
     check(&args)?;
     let log = CallLog::new(&args.account_sid, &args.auth_token);
+    // The numbers called are the account's, set to the app as the carrier's console would.
+    // The carrier's clock at the run's second 0.
+    let start = Utc::now();
+    let bought = cdr::rfc2822(start);
+    for to in &args.to {
+        let settings = NumberSettings {
+            voice_url: Some(args.voice_url.clone()),
+            voice_fallback_url: args.fallback_url.clone(),
+            status_callback: args.status_callback.clone(),
+            ..NumberSettings::default()
+        };
+        log.provision(to, settings, &bought);
+    }
     let api_base_url = match args.api_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -171,6 +185,7 @@ pub async fn run(args: CarrierArgs) -> anyhow::Result<()> {
         status_callback: args.status_callback.clone(),
         fallback_url: args.fallback_url.clone(),
         api_base_url,
+        epoch: start,
     };
     let scenario = Scenario {
         duration_s: args.duration_s.unwrap_or(f64::INFINITY),
@@ -181,7 +196,6 @@ pub async fn run(args: CarrierArgs) -> anyhow::Result<()> {
     };
     let sim = Sim::new();
     let calls = emulator::start(&sim, Rc::new(HttpTransport::new()), account, scenario);
-    let start = Utc::now();
     let bar = indicatif::ProgressBar::new(args.calls);
     bar.set_style(
         indicatif::ProgressStyle::with_template("calls {bar:40} {pos}/{len} ({elapsed})")

@@ -106,8 +106,13 @@ pub fn events_for(config: &Config, call: &CallRecord, legs: &[&CallRecord]) -> O
         if let Some(s) = leg_start {
             update("initiated", "initiated", s, None);
         }
-        if leg.answered_by.is_some() {
-            update("in-progress", "answered", at(leg_start), None);
+        // A dialed leg that ends `completed` was answered (unanswered ones end no-answer, busy,
+        // failed or canceled); `answered_by` is set only by machine detection, so it cannot
+        // tell. It was answered its duration before it ended.
+        if leg.status == "completed" {
+            let talk = leg.duration.parse::<i64>().unwrap_or(0);
+            let answered = time(&leg.end_time).map(|end| end - chrono::TimeDelta::seconds(talk));
+            update("in-progress", "answered", at(answered.or(leg_start)), None);
         }
         update(
             &leg.status,

@@ -424,6 +424,7 @@ async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow:
         // The exported backup documents, as an operator would set the numbers' Fallback URL.
         fallback_url: Some(BACKUP_URL.into()),
         api_base_url: None,
+        epoch: plan.start,
     };
     let calls = emulator::start(&sim, transport, account, plan.scenario);
 

@@ -79,6 +79,7 @@ async fn the_carriers_records_are_recovered_once_and_attributed() {
     let server = Server::start(dir.path(), &["--demo", "--clock-start", MONDAY_MORNING]);
     let calls = server.calls().await;
     assert_eq!(calls.len(), inbound.len());
+    let mut answered_calls = 0;
     for record in &inbound {
         let sid = record["sid"].as_str().unwrap();
         let call = server.call(sid).await;
@@ -92,16 +93,21 @@ async fn the_carriers_records_are_recovered_once_and_attributed() {
         );
         assert_eq!(call["source"], "Google Business Profile");
         assert_eq!(call["customer_phone_number"], record["from"]);
+        // As at the carrier, a leg's record says it was answered by ending `completed`
+        // (`answered_by` is for machine detection only).
+        assert!(records.iter().all(|r| r["answered_by"].is_null()));
         let answered_leg = records
             .iter()
-            .any(|r| r["parent_call_sid"] == sid && r["answered_by"] == "human");
+            .any(|r| r["parent_call_sid"] == sid && r["status"] == "completed");
         assert_eq!(call["answered"], answered_leg, "{call}");
+        answered_calls += usize::from(answered_leg);
         let legs = records
             .iter()
             .filter(|r| r["parent_call_sid"] == sid)
             .count();
         assert_eq!(call["legs"].as_array().unwrap().len(), legs, "{call}");
     }
+    assert!(answered_calls > 0, "no answered call to recover");
 }
 
 #[test]

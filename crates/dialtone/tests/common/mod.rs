@@ -250,6 +250,7 @@ impl Server {
             to: to.into(),
             call_sid,
             api_base_url: None,
+            arrived_at: chrono::Utc::now(),
         }
     }
 
