@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cdr;
+mod document;
 pub mod emulator;
 pub mod interpreter;
 pub mod plot;
