@@ -55,6 +55,7 @@ pub(super) async fn list(
     let items: Vec<(&str, &CallRecord)> = entries
         .calls
         .iter()
+        .rev()
         .map(|(_, c)| c)
         .filter(|c| wanted(c))
         .map(|c| (c.sid.as_str(), c))

@@ -71,6 +71,7 @@ fn listing(
     let matching = entries
         .recordings
         .iter()
+        .rev()
         .map(|(_, r)| r)
         .filter(|r| call.is_none_or(|c| r.call_sid == c))
         .filter(|r| shown(r, params) && created.admits(Some(&r.date_created)));
