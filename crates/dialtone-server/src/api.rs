@@ -19,6 +19,9 @@ use subtle::ConstantTimeEq;
 use crate::reload::ReloadError;
 use crate::{AppState, telemetry};
 
+mod views;
+use views::{CallView, PageView};
+
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/calls", get(list_calls))
@@ -156,12 +159,14 @@ async fn list_calls(
     Auth(key): Auth,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let outcome = params.get("outcome").filter(|v| !v.is_empty()).cloned();
-    if let Some(o) = outcome.as_ref().filter(|o| Outcome::parse(o).is_none()) {
-        return Err(bad(format!(
-            "`outcome` must be one of in_progress, answered, voicemail, missed, failed, not `{o}`"
-        )));
-    }
+    let outcome = match params.get("outcome").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(o) => Some(Outcome::parse(o).ok_or_else(|| {
+            bad(format!(
+                "`outcome` must be one of in_progress, answered, voicemail, missed, failed, not `{o}`"
+            ))
+        })?),
+    };
     let relative = match params.get("relative_pagination").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -216,18 +221,21 @@ async fn list_calls(
             "per_page": per_page,
             "has_next_page": next_page.is_some(),
             "next_page": next_page,
-            "calls": page.calls,
+            "calls": page.calls.into_iter().map(CallView::from).collect::<Vec<_>>(),
         }))
         .into_response());
     }
     let page = state.store.calls(query).await.map_err(internal)?;
-    Ok(Json(page).into_response())
+    Ok(Json(PageView::from(page)).into_response())
 }
 
 /// Cursors are opaque to clients: the last call's start and sid, base64url-encoded.
 fn encode_cursor(c: &CallCursor) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}\n{}", c.started_at, c.sid))
+    let at = c
+        .started_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}\n{}", c.sid))
 }
 
 fn decode_cursor(s: &str) -> Result<CallCursor, ApiError> {
@@ -238,11 +246,12 @@ fn decode_cursor(s: &str) -> Result<CallCursor, ApiError> {
         .map_err(|_| refused())?;
     let text = String::from_utf8(bytes).map_err(|_| refused())?;
     let (started_at, sid) = text.split_once('\n').ok_or_else(refused)?;
-    if started_at.is_empty() || sid.is_empty() {
+    let started_at = chrono::DateTime::parse_from_rfc3339(started_at).map_err(|_| refused())?;
+    if sid.is_empty() {
         return Err(refused());
     }
     Ok(CallCursor {
-        started_at: started_at.to_owned(),
+        started_at: started_at.with_timezone(&chrono::Utc),
         sid: sid.to_owned(),
     })
 }
@@ -258,7 +267,7 @@ async fn get_call(
         .await
         .map_err(internal)?
     {
-        Some(call) => Ok(Json(call).into_response()),
+        Some(call) => Ok(Json(CallView::from(call)).into_response()),
         // Another account's call is as absent as one that never existed.
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no call `{id}`"))),
     }

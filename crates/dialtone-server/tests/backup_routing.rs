@@ -7,17 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::http::Request;
-use chrono::{DateTime, Utc};
 use dialtone_core::{config, demo, links::Links};
 use dialtone_server::{AppState, ConfigSource, SystemClock};
-use dialtone_store::{
-    ApiKey, Batch, CallCursor, CallPage, CallQuery, CallRecord, CallsAfter, Store, StoreError,
-    WriterStats,
-};
+use dialtone_store::{Batch, EventLog, Layered, StoreError, WriterStats};
 use tower::ServiceExt;
 
 mod common;
-use common::{PUBLIC, signed_voice};
+use common::{PUBLIC, UnreachableReads, signed_voice};
 
 #[derive(Clone, Copy)]
 enum Trouble {
@@ -25,100 +21,32 @@ enum Trouble {
     Hangs,
 }
 
-struct BrokenStore {
+/// An event log whose appends fail (a full disk) or never return (a stalled one).
+struct BrokenLog {
     trouble: Trouble,
     appends: AtomicUsize,
 }
 
 #[async_trait::async_trait]
-impl Store for BrokenStore {
+impl EventLog for BrokenLog {
     async fn append(&self, _: Batch) -> Result<(), StoreError> {
         self.appends.fetch_add(1, Ordering::Relaxed);
         match self.trouble {
-            Trouble::Fails => Err(StoreError::Invalid("disk full".into())),
+            Trouble::Fails => Err(StoreError::Unavailable("disk full".into())),
             Trouble::Hangs => std::future::pending().await,
         }
-    }
-    async fn calls(&self, _: CallQuery) -> Result<CallPage, StoreError> {
-        Err(StoreError::WriterGone)
-    }
-    async fn calls_after(
-        &self,
-        _: CallQuery,
-        _: Option<CallCursor>,
-    ) -> Result<CallsAfter, StoreError> {
-        Err(StoreError::WriterGone)
-    }
-    async fn call(&self, _: &str, _: &str) -> Result<Option<CallRecord>, StoreError> {
-        Err(StoreError::WriterGone)
-    }
-    async fn api_key(&self, _: &str) -> Result<Option<ApiKey>, StoreError> {
-        Ok(None)
-    }
-    async fn create_api_key(
-        &self,
-        _: &str,
-        _: &ApiKey,
-        _: &str,
-        _: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn has_accounts(&self) -> Result<bool, StoreError> {
-        Ok(true)
-    }
-    async fn round_robin_turns(&self) -> Result<HashMap<String, u64>, StoreError> {
-        Ok(HashMap::new())
-    }
-    async fn backup_rules(
-        &self,
-        _: DateTime<Utc>,
-    ) -> Result<Vec<dialtone_core::backup::BackupRule>, StoreError> {
-        Err(StoreError::WriterGone)
-    }
-    async fn add_backup_rule(
-        &self,
-        _: &dialtone_core::backup::BackupRule,
-    ) -> Result<i64, StoreError> {
-        Err(StoreError::WriterGone)
-    }
-    async fn end_backup_rule(&self, _: i64, _: DateTime<Utc>) -> Result<bool, StoreError> {
-        Err(StoreError::WriterGone)
-    }
-    async fn dni_sessions(
-        &self,
-        _: DateTime<Utc>,
-    ) -> Result<(Vec<dialtone_store::StoredSession>, u64), StoreError> {
-        Err(StoreError::WriterGone)
-    }
-    async fn dni_leases(
-        &self,
-        _: &str,
-        _: DateTime<Utc>,
-        _: DateTime<Utc>,
-    ) -> Result<Vec<dialtone_store::StoredSession>, StoreError> {
-        Err(StoreError::WriterGone)
-    }
-    async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Err(StoreError::WriterGone)
-    }
-    async fn traffic(
-        &self,
-        _: &[String],
-        _: DateTime<Utc>,
-    ) -> Result<Vec<dialtone_store::Traffic>, StoreError> {
-        Err(StoreError::WriterGone)
     }
     fn stats(&self) -> WriterStats {
         WriterStats::default()
     }
 }
 
-fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>, Arc<AppState>) {
-    let store = Arc::new(BrokenStore {
+fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenLog>, Arc<AppState>) {
+    let log = Arc::new(BrokenLog {
         trouble,
         appends: AtomicUsize::new(0),
     });
+    let store = Arc::new(Layered::new(log.clone(), Arc::new(UnreachableReads)));
     let state = Arc::new(AppState::new(
         config::load("demo", demo::CONFIG, &|_: &str| None).unwrap(),
         ConfigSource::Builtin {
@@ -130,7 +58,7 @@ fn app(trouble: Trouble) -> (axum::Router, Arc<BrokenStore>, Arc<AppState>) {
         Links::new(PUBLIC),
         HashMap::new(),
     ));
-    (dialtone_server::router(state.clone()), store, state)
+    (dialtone_server::router(state.clone()), log, state)
 }
 
 fn inbound_request() -> Request<Body> {

@@ -6,29 +6,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use dialtone_core::backup::BreakerState;
 use dialtone_core::{config, demo, links::Links};
 use dialtone_server::{AppState, ConfigSource, SystemClock};
-use dialtone_store::{
-    ApiKey, Batch, CallCursor, CallPage, CallQuery, CallRecord, CallsAfter, SqliteOptions,
-    SqliteStore, Store, StoreError, StoredSession, Traffic, WriterStats,
-};
+use dialtone_store::prelude::*;
+use dialtone_store::{Batch, EventLog, Layered, SqliteOptions, StoreError, WriterStats};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 mod common;
 use common::{PUBLIC, signed_voice};
 
-/// The real store, with appends held until the gate opens: queued at once, as the real writer's
-/// queue takes them, and written when the gate opens whether or not anyone still waits.
+/// The real event log, with appends held until the gate opens: queued at once, as the real
+/// writer's queue takes them, and written when the gate opens whether or not anyone still waits.
 struct Gated {
-    inner: Arc<SqliteStore>,
+    inner: Arc<dyn EventLog>,
     open: watch::Receiver<bool>,
 }
 
 #[async_trait::async_trait]
-impl Store for Gated {
+impl EventLog for Gated {
     async fn append(&self, batch: Batch) -> Result<(), StoreError> {
         let (inner, mut open) = (self.inner.clone(), self.open.clone());
         let (done, wait) = tokio::sync::oneshot::channel();
@@ -37,76 +34,6 @@ impl Store for Gated {
             let _ = done.send(inner.append(batch).await);
         });
         wait.await.map_err(|_| StoreError::WriterGone)?
-    }
-    async fn calls(&self, q: CallQuery) -> Result<CallPage, StoreError> {
-        self.inner.calls(q).await
-    }
-    async fn calls_after(
-        &self,
-        q: CallQuery,
-        after: Option<CallCursor>,
-    ) -> Result<CallsAfter, StoreError> {
-        self.inner.calls_after(q, after).await
-    }
-    async fn call(&self, account: &str, sid: &str) -> Result<Option<CallRecord>, StoreError> {
-        self.inner.call(account, sid).await
-    }
-    async fn api_key(&self, key: &str) -> Result<Option<ApiKey>, StoreError> {
-        self.inner.api_key(key).await
-    }
-    async fn create_api_key(
-        &self,
-        key: &str,
-        scope: &ApiKey,
-        label: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.inner.create_api_key(key, scope, label, now).await
-    }
-    async fn has_accounts(&self) -> Result<bool, StoreError> {
-        self.inner.has_accounts().await
-    }
-    async fn round_robin_turns(&self) -> Result<HashMap<String, u64>, StoreError> {
-        self.inner.round_robin_turns().await
-    }
-    async fn backup_rules(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<dialtone_core::backup::BackupRule>, StoreError> {
-        self.inner.backup_rules(now).await
-    }
-    async fn add_backup_rule(
-        &self,
-        rule: &dialtone_core::backup::BackupRule,
-    ) -> Result<i64, StoreError> {
-        self.inner.add_backup_rule(rule).await
-    }
-    async fn end_backup_rule(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.inner.end_backup_rule(id, at).await
-    }
-    async fn dni_sessions(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<(Vec<StoredSession>, u64), StoreError> {
-        self.inner.dni_sessions(since).await
-    }
-    async fn dni_leases(
-        &self,
-        number: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<StoredSession>, StoreError> {
-        self.inner.dni_leases(number, from, to).await
-    }
-    async fn traffic(
-        &self,
-        accounts: &[String],
-        since: DateTime<Utc>,
-    ) -> Result<Vec<Traffic>, StoreError> {
-        self.inner.traffic(accounts, since).await
-    }
-    async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.inner.callers().await
     }
     fn stats(&self) -> WriterStats {
         self.inner.stats()
@@ -139,12 +66,14 @@ async fn calls_answered_while_the_call_log_stalled_are_logged_as_backup_and_the_
  {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("dialtone.db");
-    let inner = SqliteStore::open(db.to_str().unwrap(), SqliteOptions::default()).unwrap();
+    let real =
+        dialtone_store::sqlite::open(db.to_str().unwrap(), SqliteOptions::default()).unwrap();
     let (gate, open) = watch::channel(false);
-    let store: Arc<dyn Store> = Arc::new(Gated {
-        inner: Arc::new(inner),
+    let gated = Gated {
+        inner: real.log(),
         open,
-    });
+    };
+    let store: Arc<dyn Store> = Arc::new(Layered::new(Arc::new(gated), real.reads()));
     let mut state = AppState::new(
         config::load("demo", demo::CONFIG, &|_: &str| None).unwrap(),
         ConfigSource::Builtin {
@@ -200,10 +129,10 @@ async fn calls_answered_while_the_call_log_stalled_are_logged_as_backup_and_the_
             .unwrap()
             .unwrap_or_else(|| panic!("call {n} was logged"));
         assert_eq!(call.routing, "backup", "call {n}: {call:?}");
-        assert!(!call.recording_notice_played, "call {n}: {call:?}");
-        assert!(call.flow_path.is_empty(), "call {n}: {call:?}");
-        assert!(call.degraded.is_none(), "call {n}: {call:?}");
-        let timeline = call.timeline.unwrap_or_default();
+        assert!(!call.notice_played, "call {n}: {call:?}");
+        assert!(call.path.is_empty(), "call {n}: {call:?}");
+        assert!(call.dial_shape.is_none(), "call {n}: {call:?}");
+        let timeline = call.events.unwrap_or_default();
         assert_eq!(
             timeline
                 .iter()
@@ -215,5 +144,5 @@ async fn calls_answered_while_the_call_log_stalled_are_logged_as_backup_and_the_
     }
     let normal = store.call(demo::ACCOUNT, &sid(5)).await.unwrap().unwrap();
     assert_eq!(normal.routing, "normal");
-    assert!(normal.recording_notice_played);
+    assert!(normal.notice_played);
 }

@@ -11,7 +11,8 @@ use axum::body::Body;
 use axum::http::Request;
 use dialtone_core::{config, demo, links::Links};
 use dialtone_server::{AppState, ConfigSource, SystemClock};
-use dialtone_store::{ApiKey, SqliteOptions, SqliteStore, Store};
+use dialtone_store::prelude::*;
+use dialtone_store::{ApiKey, SqliteOptions};
 use proptest::prelude::*;
 use tower::ServiceExt;
 
@@ -39,7 +40,7 @@ fn app() -> &'static App {
             ..Default::default()
         };
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(path.to_str().unwrap(), options).unwrap());
+            Arc::new(dialtone_store::sqlite::open(path.to_str().unwrap(), options).unwrap());
         let router = runtime.block_on(async {
             store
                 .create_api_key(

@@ -63,6 +63,7 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("dialtone-append-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let store = dialtone_store::open(&format!("sqlite://{}/load.db{options}", dir.display()))
+        .await
         .expect("open store");
     let next = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);

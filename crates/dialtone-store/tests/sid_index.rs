@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::*;
-use dialtone_store::{CallQuery, Store};
+use dialtone_store::CallQuery;
 
 async fn total(store: &Arc<dyn Store>) -> u64 {
     store
@@ -39,7 +39,7 @@ async fn wait_for_merge(store: &Arc<dyn Store>) {
 #[tokio::test]
 async fn calls_are_found_before_and_after_their_sids_are_merged() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dialtone_store::open(&url(&dir)).unwrap();
+    let store = dialtone_store::open(&url(&dir)).await.unwrap();
     append(&store, (0..3000).map(received).collect()).await;
     assert_eq!(store.stats().unmerged_sids, 3000);
     // Held in memory: later events and reads find the calls.
@@ -63,7 +63,7 @@ async fn calls_are_found_before_and_after_their_sids_are_merged() {
     assert_eq!(call.status.as_deref(), Some("busy"));
     let call = store.call("demo", &sid(5)).await.unwrap().expect("call 5");
     assert_eq!(call.legs.len(), 1);
-    let timeline = call.timeline.expect("timeline");
+    let timeline = call.events.expect("timeline");
     assert_eq!(
         timeline
             .iter()
@@ -80,13 +80,13 @@ async fn calls_are_found_before_and_after_their_sids_are_merged() {
 async fn sids_not_yet_merged_are_reloaded_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = dialtone_store::open(&url(&dir)).unwrap();
+        let store = dialtone_store::open(&url(&dir)).await.unwrap();
         append(&store, (0..100).map(received).collect()).await;
         wait_for_merge(&store).await;
         append(&store, (100..250).map(received).collect()).await;
         assert_eq!(store.stats().unmerged_sids, 150);
     }
-    let store = dialtone_store::open(&url(&dir)).unwrap();
+    let store = dialtone_store::open(&url(&dir)).await.unwrap();
     assert_eq!(store.stats().unmerged_sids, 150);
     // Both the merged and the reloaded calls take their later events, and neither is duplicated.
     append(
@@ -126,13 +126,13 @@ async fn a_database_from_before_the_sid_index_is_migrated_intact() {
         ))
         .unwrap();
     }
-    let store = dialtone_store::open(&url(&dir)).unwrap();
+    let store = dialtone_store::open(&url(&dir)).await.unwrap();
     let call = store
         .call("demo", &sid(1))
         .await
         .unwrap()
         .expect("migrated call");
-    assert_eq!(call.outcome, "answered");
+    assert_eq!(call.outcome, dialtone_core::event::Outcome::Answered);
     assert_eq!(call.legs.len(), 1);
     assert_eq!(call.legs[0].sid, "CL9");
     // Merged by the migration: a retried webhook for it is not a second call.
@@ -147,9 +147,9 @@ async fn a_database_from_before_the_sid_index_is_migrated_intact() {
 #[tokio::test]
 async fn a_second_process_merging_does_not_hide_the_first_ones_calls() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dialtone_store::open(&url(&dir)).unwrap();
+    let server = dialtone_store::open(&url(&dir)).await.unwrap();
     append(&server, vec![received(1)]).await;
-    let reconcile = dialtone_store::open(&url(&dir)).unwrap();
+    let reconcile = dialtone_store::open(&url(&dir)).await.unwrap();
     // The server logs a call the other process never read; then stops before merging it.
     append(&server, vec![received(2)]).await;
     drop(server);
@@ -157,7 +157,7 @@ async fn a_second_process_merging_does_not_hide_the_first_ones_calls() {
     wait_for_merge(&reconcile).await;
     drop(reconcile);
 
-    let restarted = dialtone_store::open(&url(&dir)).unwrap();
+    let restarted = dialtone_store::open(&url(&dir)).await.unwrap();
     for n in [1, 2, 3] {
         assert!(
             restarted.call("demo", &sid(n)).await.unwrap().is_some(),
@@ -167,7 +167,7 @@ async fn a_second_process_merging_does_not_hide_the_first_ones_calls() {
     // Once this process has merged, everything is in the index.
     wait_for_merge(&restarted).await;
     drop(restarted);
-    let again = dialtone_store::open(&url(&dir)).unwrap();
+    let again = dialtone_store::open(&url(&dir)).await.unwrap();
     assert_eq!(again.stats().unmerged_sids, 0);
     for n in [1, 2, 3] {
         assert!(again.call("demo", &sid(n)).await.unwrap().is_some());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use dialtone_store::{Batch, CallQuery, SqliteOptions, SqliteStore, Store};
+use dialtone_store::{Batch, CallQuery, SqliteOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_spills_the_spool_to_disk_and_writes_every_event_after() {
@@ -20,7 +20,7 @@ async fn an_outage_spills_the_spool_to_disk_and_writes_every_event_after() {
         spool_spill_after: Duration::ZERO,
         ..Default::default()
     };
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, options).unwrap());
+    let store: Arc<dyn Store> = Arc::new(dialtone_store::sqlite::open(&path, options).unwrap());
     append(&store, vec![received(0)]).await;
 
     // Another process takes the write lock: every commit now fails (after the busy timeout).

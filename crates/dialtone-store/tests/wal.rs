@@ -13,7 +13,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_appends_start_the_wal_over_without_holding_the_writer_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dialtone_store::open(&url(&dir)).expect("open");
+    let store = dialtone_store::open(&url(&dir)).await.expect("open");
     let wal = dir.path().join("log.db-wal");
     let next = Arc::new(AtomicU32::new(0));
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -67,13 +67,26 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct DatabaseArg {
-    /// Database URL.
-    #[arg(
-        long,
-        env = "DIALTONE_DATABASE",
-        default_value = "sqlite://dialtone.db"
-    )]
-    database: String,
+    /// Database URL: sqlite://PATH (embedded, one node) or
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE (several nodes). Also read from
+    /// DATABASE_URL; sqlite://dialtone.db when neither is set.
+    #[arg(long, env = "DIALTONE_DATABASE")]
+    database: Option<String>,
+}
+
+impl DatabaseArg {
+    fn url(&self) -> String {
+        self.database
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "sqlite://dialtone.db".to_owned())
+    }
+
+    /// The URL as logs and messages show it: without its password.
+    fn shown(&self) -> String {
+        dialtone_store::redact(&self.url())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -291,7 +304,7 @@ fn main() -> anyhow::Result<()> {
                     }
                     None => bail!("say --account NAME or --operator"),
                 };
-                let store = dialtone_store::open(&database.database)?;
+                let store = dialtone_store::open(&database.url()).await?;
                 let key = new_api_key()?;
                 store
                     .create_api_key(&key, &scope, &label, chrono::Utc::now())
@@ -310,8 +323,10 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Migrate(db) => {
-                dialtone_store::open(&db.database)?;
-                eprintln!("database {} is ready", db.database);
+                dialtone_store::open(&db.url())
+                    .await
+                    .with_context(|| format!("opening {}", db.shown()))?;
+                eprintln!("database {} is ready", db.shown());
                 Ok(())
             }
         }
@@ -418,8 +433,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .load()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("configuration refused")?;
-    let store = dialtone_store::open(&args.database.database)
-        .with_context(|| format!("opening {}", args.database.database))?;
+    let store = dialtone_store::open(&args.database.url())
+        .await
+        .with_context(|| format!("opening {}", args.database.shown()))?;
     if args.demo && !store.has_accounts().await? {
         let now = chrono::Utc::now();
         let account = dialtone_store::ApiKey::account(demo::ACCOUNT, true);
@@ -474,7 +490,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for rule in state.backup_rules.load().iter() {
         tracing::warn!(id = rule.id, scope = ?rule.scope, percent = rule.percent, until = %rule.expires_at, reason = %rule.reason, "backup routing rule in force");
     }
-    tracing::info!(listen = %local, public_url = %public_url, database = %args.database.database, "dialtone is serving");
+    tracing::info!(listen = %local, public_url = %public_url, database = %args.database.shown(), "dialtone is serving");
     // Tests and scripts read this line to learn the port when listening on :0.
     println!("listening on http://{local}");
     if args.demo {

@@ -192,8 +192,9 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     let file = std::fs::File::open(&args.cdr)
         .with_context(|| format!("opening {}", args.cdr.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let store = dialtone_store::open(&args.database.database)
-        .with_context(|| format!("opening {}", args.database.database))?;
+    let store = dialtone_store::open(&args.database.url())
+        .await
+        .with_context(|| format!("opening {}", args.database.shown()))?;
 
     let bar = indicatif::ProgressBar::new(size);
     bar.set_style(

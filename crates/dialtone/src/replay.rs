@@ -15,7 +15,7 @@ use dialtone_carrier::sim::{Sim, SimTime};
 use dialtone_carrier::{Transport, TransportError, WebhookReply, WebhookRequest};
 use dialtone_core::links::Links;
 use dialtone_server::{AppState, Clock, ConfigSource};
-use dialtone_store::{CallQuery, SqliteStore, Store};
+use dialtone_store::{CallQuery, Store};
 use tower::ServiceExt;
 
 use crate::reconcile;
@@ -371,7 +371,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
 
 async fn replay(args: &ReplayArgs, plan: Plan, dir: &std::path::Path) -> anyhow::Result<()> {
     let db = dir.join("replay.db");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_inline(&db.to_string_lossy())?);
+    let store: Arc<dyn Store> =
+        Arc::new(dialtone_store::sqlite::open_inline(&db.to_string_lossy())?);
     let text: &'static str = Box::leak(plan.config.into_boxed_str());
     let source = ConfigSource::Builtin {
         name: "replay scenario",

@@ -32,3 +32,106 @@ pub fn signed_voice(call_sid: &str, to: &str) -> Request<Body> {
         .body(Body::from(dialtone_twiml::encode(&params)))
         .unwrap()
 }
+
+/// Reads of a database that cannot be reached: every read fails as an unreachable one would
+/// (keys are absent), for tests whose event log is the double.
+pub struct UnreachableReads;
+
+fn unreachable<T>() -> Result<T, dialtone_store::StoreError> {
+    Err(dialtone_store::StoreError::Unavailable(
+        "the test's database is unreachable".into(),
+    ))
+}
+
+mod unreachable_reads {
+    use std::collections::HashMap;
+
+    use chrono::{DateTime, Utc};
+    use dialtone_core::backup::BackupRule;
+    use dialtone_store::{
+        ApiKey, ApiKeys, BackupRules, Call, CallCursor, CallLog, CallPage, CallQuery, CallsAfter,
+        DniLeases, StoreError, StoredSession, Traffic,
+    };
+
+    use super::{UnreachableReads, unreachable};
+
+    #[async_trait::async_trait]
+    impl CallLog for UnreachableReads {
+        async fn calls(&self, _: CallQuery) -> Result<CallPage, StoreError> {
+            unreachable()
+        }
+        async fn calls_after(
+            &self,
+            _: CallQuery,
+            _: Option<CallCursor>,
+        ) -> Result<CallsAfter, StoreError> {
+            unreachable()
+        }
+        async fn call(&self, _: &str, _: &str) -> Result<Option<Call>, StoreError> {
+            unreachable()
+        }
+        async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
+            unreachable()
+        }
+        async fn traffic(
+            &self,
+            _: &[String],
+            _: DateTime<Utc>,
+        ) -> Result<Vec<Traffic>, StoreError> {
+            unreachable()
+        }
+        async fn round_robin_turns(&self) -> Result<HashMap<String, u64>, StoreError> {
+            Ok(HashMap::new())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ApiKeys for UnreachableReads {
+        async fn api_key(&self, _: &str) -> Result<Option<ApiKey>, StoreError> {
+            Ok(None)
+        }
+        async fn create_api_key(
+            &self,
+            _: &str,
+            _: &ApiKey,
+            _: &str,
+            _: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            unreachable()
+        }
+        async fn has_accounts(&self) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl BackupRules for UnreachableReads {
+        async fn backup_rules(&self, _: DateTime<Utc>) -> Result<Vec<BackupRule>, StoreError> {
+            unreachable()
+        }
+        async fn add_backup_rule(&self, _: &BackupRule) -> Result<i64, StoreError> {
+            unreachable()
+        }
+        async fn end_backup_rule(&self, _: i64, _: DateTime<Utc>) -> Result<bool, StoreError> {
+            unreachable()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl DniLeases for UnreachableReads {
+        async fn dni_sessions(
+            &self,
+            _: DateTime<Utc>,
+        ) -> Result<(Vec<StoredSession>, u64), StoreError> {
+            unreachable()
+        }
+        async fn dni_leases(
+            &self,
+            _: &str,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<Vec<StoredSession>, StoreError> {
+            unreachable()
+        }
+    }
+}

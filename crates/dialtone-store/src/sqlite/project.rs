@@ -5,10 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dialtone_core::event::{CallReceived, EventBody, Outcome, Routing};
+use dialtone_core::event::{CallReceived, EventBody, Outcome};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sid_index::{RecentSids, find_call};
+use crate::projection::{
+    LegTime, dial_answered, ends_call, flow_never_started, kind_of, recording_usable,
+};
 use crate::{Batch, Refusal, SessionWrite, timestamp};
 
 /// Writes one batch, or refuses it whole before writing any of it.
@@ -133,17 +136,6 @@ fn write_session(conn: &Connection, w: &SessionWrite) -> Result<(), rusqlite::Er
     Ok(())
 }
 
-fn kind_of(body: &EventBody) -> &'static str {
-    match body {
-        EventBody::CallReceived(_) => "call_received",
-        EventBody::FlowAnswered(_) => "flow_answered",
-        EventBody::Leg(_) => "leg",
-        EventBody::DialEnded(_) => "dial_ended",
-        EventBody::Recording(_) => "recording",
-        EventBody::CallStatus(_) => "call_status",
-    }
-}
-
 fn insert_call(
     conn: &Connection,
     sid: &str,
@@ -202,10 +194,7 @@ fn project(
                 .and_then(|p| serde_json::from_str(&p).ok())
                 .unwrap_or_default();
             steps.extend(f.answer.path.iter().cloned());
-            if f.trigger == "voice" && f.answer.routing == Some(Routing::Backup) {
-                // The inbound call's own answer was not delivered (the call log did not confirm
-                // it in time) and backup routing was answered instead: the flow never started,
-                // and no notice was played.
+            if flow_never_started(f) {
                 conn.prepare_cached(
                     "UPDATE calls SET path = '[]', notice_played = 0, dial_shape = NULL WHERE id = ?1",
                 )?
@@ -229,12 +218,7 @@ fn project(
             ])?;
         }
         EventBody::Leg(l) => {
-            let column = match l.event.as_deref().unwrap_or(l.status.as_str()) {
-                "initiated" | "queued" => "initiated_at",
-                "ringing" => "ringing_at",
-                "answered" | "in-progress" => "answered_at",
-                _ => "completed_at",
-            };
+            let column = LegTime::of(l).column();
             let sql = format!(
                 "INSERT INTO legs (call_id, sid, to_number, status, {column}, duration_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (call_id, sid) DO UPDATE SET status = excluded.status, {column} = coalesce({column}, excluded.{column}),
@@ -255,7 +239,7 @@ fn project(
             }
         }
         EventBody::DialEnded(d) => {
-            if matches!(d.status.as_str(), "completed" | "answered") {
+            if dial_answered(d) {
                 let answered_by: Option<String> = match &d.dial_call_sid {
                     Some(leg) => conn
                         .prepare_cached(
@@ -271,7 +255,7 @@ fn project(
             }
         }
         EventBody::Recording(r) => {
-            let usable = r.status == "completed" && r.duration_s.is_none_or(|d| d > 0);
+            let usable = recording_usable(r);
             if r.voicemail && usable {
                 conn.prepare_cached(
                     "UPDATE calls SET voicemail = 1, voicemail_url = ?2, voicemail_duration_s = coalesce(?3, voicemail_duration_s)
@@ -287,10 +271,7 @@ fn project(
             }
         }
         EventBody::CallStatus(s) => {
-            let ended = matches!(
-                s.status.as_str(),
-                "completed" | "busy" | "failed" | "no-answer" | "canceled"
-            );
+            let ended = ends_call(&s.status);
             let was_open: bool = conn
                 .prepare_cached("SELECT ended_at IS NULL FROM calls WHERE id = ?1")?
                 .query_row([call], |r| r.get(0))

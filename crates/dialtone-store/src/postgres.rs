@@ -1,0 +1,84 @@
+//! The PostgreSQL backend, for several `dialtone serve` nodes sharing one database: a
+//! group-commit event log ([`writer`]) in front of a pool of reader connections, one module per
+//! concern as in the SQLite backend.
+//!
+//! A commit is durable when PostgreSQL acknowledges it (`synchronous_commit` as the server is
+//! configured; its default, `on`, waits for the WAL flush). One writer task per node takes every
+//! append waiting and sends the commit's statements pipelined: a commit costs a few round trips
+//! however many calls it holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+mod calls;
+mod dni;
+mod error;
+mod keys;
+mod migrate;
+mod rules;
+mod writer;
+
+use crate::{Layered, StoreError, WriterStats};
+
+/// Reader connections in the pool (the writer has its own).
+const READERS: usize = 8;
+
+/// Connects to the database `url` names, applies dialtone's migrations, and starts the writer.
+pub async fn open(url: &str) -> Result<Layered, StoreError> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
+    let pool = |size: usize| {
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = Manager::from_config(config.clone(), NoTls, manager_config);
+        Pool::builder(manager)
+            .max_size(size)
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))
+    };
+    let readers = pool(READERS)?;
+    migrate::migrate(&readers).await?;
+    let counters = Arc::new(Counters::default());
+    let log = writer::GroupCommit::start(pool(1)?, counters.clone());
+    Ok(Layered::new(
+        Arc::new(log),
+        Arc::new(PgReads { pool: readers }),
+    ))
+}
+
+/// The writer's gauges.
+#[derive(Default)]
+struct Counters {
+    events: AtomicU64,
+    commits: AtomicU64,
+    failed_commits: AtomicU64,
+    spooled: AtomicU64,
+}
+
+impl Counters {
+    fn stats(&self) -> WriterStats {
+        WriterStats {
+            events: self.events.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            failed_commits: self.failed_commits.load(Ordering::Relaxed),
+            spooled: self.spooled.load(Ordering::Relaxed),
+            ..WriterStats::default()
+        }
+    }
+}
+
+/// The pool the reads use.
+pub(crate) struct PgReads {
+    pool: Pool,
+}
+
+impl PgReads {
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(error::pool)
+    }
+}
