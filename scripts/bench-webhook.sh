@@ -15,8 +15,13 @@
 # each lease durable before the answer, against the demo configuration with its rate limits
 # raised (all the load comes from one address).
 #
+# With DATABASE=postgres dialtone logs to PostgreSQL instead (the throwaway server of
+# scripts/postgres.sh, a fresh database each run, synchronous_commit on), and the server's CPU
+# per request includes PostgreSQL's processes (reported as the call log's share).
+#
 #   bash scripts/bench-webhook.sh [ROUNDS=3] [SECONDS=10] [RATE=2000] [DATABASE_OPTIONS]
-# e.g. DATABASE_OPTIONS="?synchronous=normal" to measure without fsync.
+# e.g. DATABASE_OPTIONS="?synchronous=normal" to measure without fsync (SQLite);
+# scripts/bench-postgres.sh runs it on both databases and compares them.
 # Results: printed, and written to bench-results/<target>-<timestamp>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,8 +57,20 @@ if [ "$target" = dni ]; then
 else
   path=/twilio/voice; loadgen_mode=()
 fi
+database=${DATABASE:-sqlite}
+if [ "$database" = postgres ]; then
+  pg=$(bash scripts/postgres.sh start)
+  pgdb="bench_$$"
+  psql "$pg" -q -c "DROP DATABASE IF EXISTS $pgdb" -c "CREATE DATABASE $pgdb"
+  trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; psql "$pg" -q -c "DROP DATABASE IF EXISTS $pgdb WITH (FORCE)" 2>/dev/null || true' EXIT
+  dburl="${pg%/*}/$pgdb"
+  # The call log's CPU is PostgreSQL's: every process of the cluster's user.
+  cpu_log() { for p in $(pgrep -u dialtone-pg); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{t += $1} END {print t + 0}'; }
+else
+  dburl="sqlite://$work/bench.db$dbopts"
+fi
 start bare "$ex/bare_responder" 127.0.0.1:0
-start dialtone "$bin/dialtone" serve --demo "${config[@]}" ${WORKERS:+--worker-threads $WORKERS} --listen 127.0.0.1:0 --database "sqlite://$work/bench.db$dbopts"
+start dialtone "$bin/dialtone" serve --demo "${config[@]}" ${WORKERS:+--worker-threads $WORKERS} --listen 127.0.0.1:0 --database "$dburl"
 # Pre-signed calls for the webhook: per wrk thread and run, a file of calls no other run uses.
 per_thread=$(( ${NEW_CALLS_PER_SECOND:-40000} * seconds ))
 calls_for() { # name, run (0 = warm-up, 1.. = rounds) → writes $work/<name>.<run>.<thread>.tsv
@@ -86,11 +103,15 @@ closed() { # name, round → one JSON line
   local out; out=$(wrk -t2 -c$conns -d"${seconds}s" $(wrk_args "$url_var" "$name" "$2"))
   local after; after=$(cpu "${!pid_var}")
   local log_after; log_after=$(cpu_log "${!pid_var}")
-  python3 - "$name" "$before" "$after" "$ticks" "$log_before" "$log_after" <<PY >>"$results"
+  python3 - "$name" "$before" "$after" "$ticks" "$log_before" "$log_after" "$database" <<PY >>"$results"
 import json, re, sys
 out = """$out"""
 name, before, after, ticks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 log = int(sys.argv[6]) - int(sys.argv[5])
+if sys.argv[7] == "postgres":
+    # The database's processes work for dialtone alone: counted in its CPU, as the call log's.
+    log = log if name == "dialtone" else 0
+    after += log
 reqs = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -119,8 +140,8 @@ echo "fixed rate: $rate req/s, ${seconds}s each" >&2
 fixed_rate bare
 fixed_rate dialtone
 
-out="bench-results/$target-$(date -u +%Y%m%dT%H%M%SZ).json"
-python3 - "$results" "$out" "$dbopts" "$target" <<'PY'
+out=${OUT:-"bench-results/$target-$database-$(date -u +%Y%m%dT%H%M%SZ).json"}
+python3 - "$results" "$out" "$dbopts" "$target" "$database" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def med(server, mode, key):
@@ -128,7 +149,8 @@ def med(server, mode, key):
     return statistics.median(vals) if vals else float("nan")
 s = {
     "target": sys.argv[4],
-    "database_options": sys.argv[3] or "synchronous=full (default)",
+    "database": sys.argv[5],
+    "database_options": sys.argv[3] or ("synchronous=full (default)" if sys.argv[5] == "sqlite" else "synchronous_commit=on (default)"),
     "closed_loop_rps": {"bare": med("bare", "closed", "rps"), "dialtone": med("dialtone", "closed", "rps")},
     "cpu_us_per_request": {"bare": med("bare", "closed", "cpu_us_per_request"), "dialtone": med("dialtone", "closed", "cpu_us_per_request"),
                            "dialtone_call_log": med("dialtone", "closed", "call_log_cpu_us_per_request")},
@@ -139,7 +161,7 @@ s = {
 }
 s["throughput_ratio"] = round(s["closed_loop_rps"]["dialtone"] / s["closed_loop_rps"]["bare"], 3)
 json.dump({"summary": s, "runs": rows}, open(sys.argv[2], "w"), indent=2)
-print(f"database: {s['database_options']}")
+print(f"database: {s['database']}, {s['database_options']}")
 print(f"closed loop (median of rounds): bare {s['closed_loop_rps']['bare']:.0f} req/s, dialtone {s['closed_loop_rps']['dialtone']:.0f} req/s, ratio {s['throughput_ratio']:.2f}")
 c = s["cpu_us_per_request"]
 print(f"server CPU per request: bare {c['bare']:.1f} us, dialtone {c['dialtone']:.1f} us "

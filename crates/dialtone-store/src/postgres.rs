@@ -14,12 +14,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 mod calls;
+mod copy;
 mod dni;
 mod error;
 mod keys;
 mod migrate;
 mod rules;
 mod writer;
+
+pub use copy::{CopyProgress, CopyReport, copy_from_sqlite};
 
 use crate::{Layered, StoreError, WriterStats};
 
@@ -28,27 +31,29 @@ const READERS: usize = 8;
 
 /// Connects to the database `url` names, applies dialtone's migrations, and starts the writer.
 pub async fn open(url: &str) -> Result<Layered, StoreError> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
-    let pool = |size: usize| {
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        let manager = Manager::from_config(config.clone(), NoTls, manager_config);
-        Pool::builder(manager)
-            .max_size(size)
-            .build()
-            .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))
-    };
-    let readers = pool(READERS)?;
+    let readers = pool(url, READERS)?;
     migrate::migrate(&readers).await?;
     let counters = Arc::new(Counters::default());
-    let log = writer::GroupCommit::start(pool(1)?, counters.clone());
+    let log = writer::GroupCommit::start(pool(url, 1)?, counters.clone());
     Ok(Layered::new(
         Arc::new(log),
         Arc::new(PgReads { pool: readers }),
     ))
+}
+
+/// A pool of up to `size` connections to `url`.
+fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = Manager::from_config(config, NoTls, manager_config);
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))
 }
 
 /// The writer's gauges.

@@ -40,6 +40,11 @@ const MIGRATIONS: &[&str] = &[
 ];
 const READERS: usize = 3;
 
+/// The schema version this dialtone writes (SQLite's `user_version` after its migrations).
+pub(crate) fn schema_version() -> usize {
+    MIGRATIONS.len()
+}
+
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy)]
 pub struct SqliteOptions {

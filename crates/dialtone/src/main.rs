@@ -61,8 +61,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Create or migrate the database, then exit.
-    Migrate(DatabaseArg),
+    /// Create or migrate the database, then exit; or copy an SQLite installation into
+    /// PostgreSQL (--from, --to).
+    Migrate(MigrateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -72,6 +73,20 @@ struct DatabaseArg {
     /// DATABASE_URL; sqlite://dialtone.db when neither is set.
     #[arg(long, env = "DIALTONE_DATABASE")]
     database: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct MigrateArgs {
+    #[command(flatten)]
+    database: DatabaseArg,
+    /// Copy this SQLite database (sqlite://PATH; it may keep serving meanwhile) into --to.
+    /// Resumable: run again after an interruption, or to bring the copy up to date.
+    #[arg(long, requires = "to", conflicts_with = "database")]
+    from: Option<String>,
+    /// The PostgreSQL database to copy into (postgres://USER:PASSWORD@HOST:PORT/DATABASE),
+    /// empty or holding an earlier copy of --from.
+    #[arg(long, requires = "from")]
+    to: Option<String>,
 }
 
 impl DatabaseArg {
@@ -246,6 +261,58 @@ fn init_logging(json: bool) {
     }
 }
 
+/// `dialtone migrate --from sqlite://… --to postgres://…`, with a progress bar.
+async fn copy(from: &str, to: &str) -> anyhow::Result<()> {
+    let Some(path) = from
+        .strip_prefix("sqlite://")
+        .or_else(|| from.strip_prefix("sqlite:"))
+    else {
+        bail!(
+            "--from must be an SQLite database (sqlite://PATH), not `{}`",
+            dialtone_store::redact(from)
+        );
+    };
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        bail!(
+            "--to must be a PostgreSQL database (postgres://…), not `{}`",
+            dialtone_store::redact(to)
+        );
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "events {bar:40} {pos}/{len} ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |p: dialtone_store::postgres::CopyProgress| {
+        bar.set_length(p.events_total);
+        bar.set_position(p.events_copied);
+    };
+    let report = dialtone_store::postgres::copy_from_sqlite(path, to, &progress)
+        .await
+        .with_context(|| format!("copying {from} into {}", dialtone_store::redact(to)))?;
+    bar.finish_and_clear();
+    if report.resumed_after > 0 {
+        eprintln!(
+            "resumed after {} events copied earlier",
+            report.resumed_after
+        );
+    }
+    eprintln!(
+        "copied and verified: {} events (SHA-256 {}), {} calls, {} API keys, {} backup rules, {} DNI sessions, {} round-robin counters",
+        report.events,
+        report.events_sha256,
+        report.calls,
+        report.api_keys,
+        report.backup_rules,
+        report.dni_sessions,
+        report.round_robin
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -322,7 +389,12 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("{what} created; it is shown only once.");
                 Ok(())
             }
-            Command::Migrate(db) => {
+            Command::Migrate(MigrateArgs {
+                from: Some(from),
+                to: Some(to),
+                ..
+            }) => copy(&from, &to).await,
+            Command::Migrate(MigrateArgs { database: db, .. }) => {
                 dialtone_store::open(&db.url())
                     .await
                     .with_context(|| format!("opening {}", db.shown()))?;

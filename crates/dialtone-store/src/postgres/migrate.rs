@@ -6,7 +6,10 @@ use deadpool_postgres::Pool;
 use super::error;
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_call_log.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_call_log.sql"),
+    include_str!("../../migrations/postgres/0002_copy.sql"),
+];
 
 /// The advisory lock migrations hold (any fixed number; "dialtone" in ASCII).
 const LOCK: i64 = 0x6469_616c_746f_6e65;

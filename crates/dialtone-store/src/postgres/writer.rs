@@ -198,7 +198,7 @@ async fn in_one_transaction(
 }
 
 /// One statement of a commit and its parameters.
-struct Op {
+pub(super) struct Op {
     sql: &'static str,
     params: Vec<Box<dyn ToSql + Sync + Send>>,
     /// Set for the statement that ends the call `sid`, if it was still open (one row changed).
@@ -224,15 +224,18 @@ fn int(n: Option<u32>) -> Box<dyn ToSql + Sync + Send> {
 
 /// What a commit writes: each batch's result, its statements in order, and the calls they touch.
 #[derive(Default)]
-struct Plan {
-    results: Vec<Result<(), Refusal>>,
-    ops: Vec<Op>,
-    touched: HashSet<String>,
+pub(super) struct Plan {
+    pub(super) results: Vec<Result<(), Refusal>>,
+    pub(super) ops: Vec<Op>,
+    pub(super) touched: HashSet<String>,
 }
 
 /// Decides what each batch writes, refusing a signed batch whole (before writing any of it) if
 /// an event names another carrier account's call or receives a call already received.
-async fn plan(tx: &Transaction<'_>, batches: &[&Batch]) -> Result<Plan, tokio_postgres::Error> {
+pub(super) async fn plan(
+    tx: &Transaction<'_>,
+    batches: &[&Batch],
+) -> Result<Plan, tokio_postgres::Error> {
     // The request's replacement, if it gave up waiting and answered otherwise.
     let events: Vec<Cow<'_, [Event]>> = batches
         .iter()
@@ -509,7 +512,10 @@ fn write_session(w: &SessionWrite) -> Op {
 type Statement<'a> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>;
 
 /// Sends every statement at once and waits for them in order: rows changed by each.
-async fn run(tx: &Transaction<'_>, ops: &[Op]) -> Result<Vec<u64>, tokio_postgres::Error> {
+pub(super) async fn run(
+    tx: &Transaction<'_>,
+    ops: &[Op],
+) -> Result<Vec<u64>, tokio_postgres::Error> {
     let mut statements = Vec::with_capacity(ops.len());
     for o in ops {
         // Prepared once per connection, then taken from its cache.
@@ -560,7 +566,7 @@ async fn pipelined<'a>(mut futures: Vec<Statement<'a>>) -> Result<Vec<u64>, toki
 
 /// Derives the outcome of every call the commit touched (`dialtone_outcome`, the rule
 /// `Outcome::at_end` states); each call's outcome now.
-async fn refresh_outcomes(
+pub(super) async fn refresh_outcomes(
     tx: &Transaction<'_>,
     touched: &HashSet<String>,
 ) -> Result<HashMap<String, String>, tokio_postgres::Error> {
