@@ -15,6 +15,7 @@ mod fallback;
 mod model;
 pub mod postgres;
 mod projection;
+mod queue;
 pub mod sqlite;
 mod traits;
 

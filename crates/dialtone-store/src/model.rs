@@ -76,12 +76,33 @@ pub struct CallQuery {
     pub per_page: u32,
 }
 
+impl CallQuery {
+    /// Calls per page, as asked, within 1 to 250.
+    pub fn page_size(&self) -> u32 {
+        self.per_page.clamp(1, 250)
+    }
+}
+
 /// Where a page of calls ends, newest first: the next page starts after this call. Keyset
 /// pagination: each page costs the same however deep, where an offset walks every call before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallCursor {
     pub started_at: DateTime<Utc>,
     pub sid: String,
+}
+
+/// Of a keyset page read one row past its end (`rows`, with each call's row id), keeps the page
+/// and says where the next one starts, if there is one.
+pub(crate) fn keyset_page<T>(rows: &mut Vec<(T, Call)>, per_page: usize) -> Option<CallCursor> {
+    let more = rows.len() > per_page;
+    rows.truncate(per_page);
+    match rows.last() {
+        Some((_, c)) if more => Some(CallCursor {
+            started_at: c.started_at,
+            sid: c.sid.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// One page of a relative listing and the cursor of the next page, if there is one.

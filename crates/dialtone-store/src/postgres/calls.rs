@@ -9,6 +9,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::PgReads;
+use crate::model::keyset_page;
 use crate::{
     Call, CallCursor, CallLog, CallPage, CallQuery, CallsAfter, Leg, StoreError, StoredEvent,
     Traffic,
@@ -177,7 +178,7 @@ impl CallLog for PgReads {
             .await?
             .try_get(0)?;
         let total = u64::try_from(total).unwrap_or(0);
-        let per_page = q.per_page.clamp(1, 250);
+        let per_page = q.page_size();
         let page = q.page.max(1);
         let offset = u64::from(page - 1) * u64::from(per_page);
         let rows = client
@@ -220,7 +221,7 @@ impl CallLog for PgReads {
                 .sql
                 .push_str(&format!(" AND (started_at, sid) < (${at}, ${sid})"));
         }
-        let per_page = q.per_page.clamp(1, 250) as usize;
+        let per_page = q.page_size() as usize;
         let mut rows = client
             .query(
                 format!(
@@ -235,15 +236,7 @@ impl CallLog for PgReads {
             .iter()
             .map(call_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let more = rows.len() > per_page;
-        rows.truncate(per_page);
-        let next = match rows.last() {
-            Some((_, c)) if more => Some(CallCursor {
-                started_at: c.started_at,
-                sid: c.sid.clone(),
-            }),
-            _ => None,
-        };
+        let next = keyset_page(&mut rows, per_page);
         Ok(CallsAfter {
             calls: self.with_legs(&client, rows).await?,
             next,

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool, Transaction};
 use dialtone_core::event::{CallReceived, Event, EventBody};
-use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 
 use super::{Counters, error};
@@ -22,16 +21,12 @@ use crate::fallback::End;
 use crate::projection::{
     LegTime, dial_answered, ends_call, flow_never_started, kind_of, recording_usable,
 };
+use crate::queue::{Append, QUEUE_BOUND, append_and_wait};
 use crate::{Batch, EventLog, Refusal, SessionWrite, StoreError, WriterStats};
 
 /// Appends taken into one transaction at most, and retried batches added to one.
 const MAX_BATCH: usize = 1024;
 const RETRY_CHUNK: usize = 256;
-
-struct Append {
-    batch: Batch,
-    done: oneshot::Sender<Result<(), StoreError>>,
-}
 
 pub(super) struct GroupCommit {
     queue: flume::Sender<Append>,
@@ -41,7 +36,7 @@ pub(super) struct GroupCommit {
 impl GroupCommit {
     /// Starts the writer task, with a pool of its own (one connection).
     pub(super) fn start(pool: Pool, counters: Arc<Counters>) -> Self {
-        let (queue, rx) = flume::bounded::<Append>(65_536);
+        let (queue, rx) = flume::bounded::<Append>(QUEUE_BOUND);
         tokio::spawn(write_loop(pool, rx, counters.clone()));
         Self { queue, counters }
     }
@@ -50,12 +45,7 @@ impl GroupCommit {
 #[async_trait::async_trait]
 impl EventLog for GroupCommit {
     async fn append(&self, batch: Batch) -> Result<(), StoreError> {
-        let (done, wait) = oneshot::channel();
-        self.queue
-            .send_async(Append { batch, done })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        wait.await.map_err(|_| StoreError::WriterGone)?
+        append_and_wait(&self.queue, batch).await
     }
 
     fn stats(&self) -> WriterStats {

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sid_index::find_call;
 use super::{SqliteReads, json_at, time_at, time_or_null_at};
+use crate::model::keyset_page;
 use crate::{
     Call, CallCursor, CallLog, CallPage, CallQuery, CallsAfter, Leg, StoreError, StoredEvent,
     Traffic, timestamp,
@@ -153,7 +154,7 @@ impl CallLog for SqliteReads {
             let total: u64 = conn
                 .prepare(&format!("SELECT count(*) FROM calls WHERE {filter}"))?
                 .query_row(rusqlite::params_from_iter(&args), |r| r.get(0))?;
-            let per_page = q.per_page.clamp(1, 250);
+            let per_page = q.page_size();
             let page = q.page.max(1);
             let offset = u64::from(page - 1) * u64::from(per_page);
             let mut stmt = conn.prepare(&format!(
@@ -190,7 +191,7 @@ impl CallLog for SqliteReads {
                     " AND started_at <= ?{at} AND (started_at < ?{at} OR sid < ?{sid})"
                 ));
             }
-            let per_page = q.per_page.clamp(1, 250) as usize;
+            let per_page = q.page_size() as usize;
             let mut stmt = conn.prepare(&format!(
                 "SELECT {CALL_COLUMNS} FROM calls WHERE {filter} ORDER BY started_at DESC, sid DESC LIMIT {}",
                 per_page + 1
@@ -198,15 +199,7 @@ impl CallLog for SqliteReads {
             let mut rows = stmt
                 .query_map(rusqlite::params_from_iter(&args), call_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let more = rows.len() > per_page;
-            rows.truncate(per_page);
-            let next = match rows.last() {
-                Some((_, c)) if more => Some(CallCursor {
-                    started_at: c.started_at,
-                    sid: c.sid.clone(),
-                }),
-                _ => None,
-            };
+            let next = keyset_page(&mut rows, per_page);
             Ok(CallsAfter {
                 calls: with_legs(conn, rows)?,
                 next,

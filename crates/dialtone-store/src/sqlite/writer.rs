@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
-use tokio::sync::oneshot;
 
 use super::error::refused;
 use super::project::apply;
@@ -18,15 +17,11 @@ use super::spool::{Source, Spool};
 use super::wal::reset_wal_if_wanted;
 use super::{Counters, Parts, SqliteOptions, write_transaction};
 use crate::fallback::End;
+use crate::queue::{Append, QUEUE_BOUND, append_and_wait};
 use crate::{Batch, EventLog, Refusal, StoreError, WriterStats};
 
 /// Appends taken into one transaction at most.
 const MAX_BATCH: usize = 1024;
-
-struct Append {
-    batch: Batch,
-    done: oneshot::Sender<Result<(), StoreError>>,
-}
 
 /// The event log of a served database: appends queue for the writer thread and wait for the
 /// commit of the transaction they land in.
@@ -44,7 +39,7 @@ impl GroupCommit {
         options: SqliteOptions,
         parts: &Parts,
     ) -> Result<Self, StoreError> {
-        let (queue, rx) = flume::bounded::<Append>(65_536);
+        let (queue, rx) = flume::bounded::<Append>(QUEUE_BOUND);
         let counters = parts.counters.clone();
         let recent_sids = parts.recent_sids.clone();
         let written_back: i64 = conn
@@ -86,12 +81,7 @@ impl GroupCommit {
 #[async_trait::async_trait]
 impl EventLog for GroupCommit {
     async fn append(&self, batch: Batch) -> Result<(), StoreError> {
-        let (done, wait) = oneshot::channel();
-        self.queue
-            .send_async(Append { batch, done })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        wait.await.map_err(|_| StoreError::WriterGone)?
+        append_and_wait(&self.queue, batch).await
     }
 
     fn stats(&self) -> WriterStats {
