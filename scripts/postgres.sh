@@ -7,9 +7,10 @@
 #   bash scripts/postgres.sh start   # prints postgres://dialtone@127.0.0.1:PORT/postgres
 #   bash scripts/postgres.sh url     # the same, if it is running
 #   bash scripts/postgres.sh stop
+# DIALTONE_PG_DIR and DIALTONE_PG_PORT run another cluster beside it (the outage test stops one).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-dir="$repo/target/postgres"
+dir="${DIALTONE_PG_DIR:-$repo/target/postgres}"
 port="${DIALTONE_PG_PORT:-55432}"
 url="postgres://dialtone@127.0.0.1:$port/postgres"
 

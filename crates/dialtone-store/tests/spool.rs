@@ -33,7 +33,7 @@ async fn an_outage_spills_the_spool_to_disk_and_writes_every_event_after() {
             tokio::spawn(async move {
                 store
                     .append(Batch {
-                        events: vec![received(n), ended(n, "completed")],
+                        events: vec![received(n)],
                         ..Default::default()
                     })
                     .await
@@ -52,9 +52,24 @@ async fn an_outage_spills_the_spool_to_disk_and_writes_every_event_after() {
     let spill_file = format!("{path}-spool");
     assert!(std::fs::metadata(&spill_file).unwrap().len() > 0);
 
-    // The database is back: the spool is written, oldest first, a chunk at a time.
+    // The database is back: the spool is written, oldest first, a chunk at a time. The newest
+    // calls end at once: their callbacks must not reach the log before the calls themselves,
+    // which are still kept behind more than a chunk of older ones.
     blocker.execute_batch("ROLLBACK").unwrap();
     drop(blocker);
+    let endings: Vec<_> = (calls - 4..=calls)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append(Batch {
+                        events: vec![ended(n, "completed")],
+                        ..Default::default()
+                    })
+                    .await
+            })
+        })
+        .collect();
     let drained = async {
         loop {
             let s = store.stats();
@@ -78,8 +93,14 @@ async fn an_outage_spills_the_spool_to_disk_and_writes_every_event_after() {
         .await
         .unwrap();
     assert_eq!(page.total_records, u64::from(calls) + 1);
-    let ended = store.call("demo", &sid(calls)).await.unwrap().unwrap();
-    assert_eq!(ended.status.as_deref(), Some("completed"), "{ended:?}");
+    for e in endings {
+        e.await.unwrap().expect("an append after the outage");
+    }
+    for n in calls - 4..=calls {
+        let ended = store.call("demo", &sid(n)).await.unwrap().unwrap();
+        assert_eq!(ended.status.as_deref(), Some("completed"), "{ended:?}");
+        assert_eq!(ended.events.map(|e| e.len()), Some(2));
+    }
     assert!(
         std::fs::metadata(&spill_file).is_err(),
         "the spool file is removed once written back"

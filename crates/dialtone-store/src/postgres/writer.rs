@@ -1,7 +1,8 @@
 //! The group-commit writer on PostgreSQL: one task takes whatever appends wait in its queue and
 //! writes them in one transaction, its statements sent pipelined (all at once, in order), then
-//! acknowledges them all after the commit. A failed commit keeps its batches to retry before new
-//! work, as the SQLite writer's spool does (in memory here: see ARCHITECTURE.md).
+//! acknowledges them all after the commit. A failed commit keeps its batches, in order, at the
+//! front of the queue (in memory here: see ARCHITECTURE.md), and a commit whose answer was lost
+//! is found out by its marker rather than written twice.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -26,7 +27,6 @@ use crate::{Batch, EventLog, Refusal, SessionWrite, StoreError, WriterStats};
 
 /// Appends taken into one transaction at most, and retried batches added to one.
 const MAX_BATCH: usize = 1024;
-const RETRY_CHUNK: usize = 256;
 
 pub(super) struct GroupCommit {
     queue: flume::Sender<Append>,
@@ -53,65 +53,159 @@ impl EventLog for GroupCommit {
     }
 }
 
+/// An append in the writer's queue: its caller still waiting, or already told that its commit
+/// failed (the batch is kept and written later).
+enum Pending {
+    Waiting(Append),
+    Told(Batch),
+}
+
+impl Pending {
+    fn batch(&self) -> &Batch {
+        match self {
+            Pending::Waiting(a) => &a.batch,
+            Pending::Told(b) => b,
+        }
+    }
+}
+
+/// A commit whose answer was lost (the connection failed during `COMMIT`): it may have been
+/// written. Its id, and how many batches at the front of the queue it held.
+type Unsure = (i64, usize);
+
+/// A random id for this writer, under which each commit records its own id (`dialtone_writer`),
+/// so that after a commit whose answer was lost the next one can tell whether it was written.
+fn writer_id() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as i64
+}
+
+/// Commits the queue front to back. While batches wait after a failed commit, new appends join
+/// the back of the queue rather than being written ahead of them: a call's events reach the log
+/// in the order they were appended, so a callback is never written before its call.
 async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Counters>) {
-    let mut retry: VecDeque<Batch> = VecDeque::new();
+    let writer = writer_id();
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut unsure: Vec<Unsure> = Vec::new();
+    let mut commit_id: i64 = 0;
     loop {
-        let first = if retry.is_empty() {
+        if queue.is_empty() {
             match rx.recv_async().await {
-                Ok(a) => Some(a),
+                Ok(a) => queue.push_back(Pending::Waiting(a)),
                 Err(_) => return,
             }
-        } else {
-            rx.try_recv().ok()
-        };
-        let mut work: Vec<Append> = first.into_iter().collect();
-        while work.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(a) => work.push(a),
-                Err(_) => break,
-            }
         }
-        let again: Vec<Batch> = retry.drain(..retry.len().min(RETRY_CHUNK)).collect();
-        let batches: Vec<&Batch> = again.iter().chain(work.iter().map(|a| &a.batch)).collect();
+        while let Ok(a) = rx.try_recv() {
+            queue.push_back(Pending::Waiting(a));
+        }
+        // The batches of a commit that may have been written are all in this one.
+        let must = unsure.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        let take = queue.len().min(MAX_BATCH).max(must).min(queue.len());
+        commit_id += 1;
+        let head: Vec<Pending> = queue.drain(..take).collect();
+        let batches: Vec<&Batch> = head.iter().map(Pending::batch).collect();
         let events: usize = batches.iter().map(|b| b.events.len()).sum();
-        match commit(&pool, &batches).await {
-            Ok(results) => {
+        let attempt = Attempt {
+            writer,
+            commit: commit_id,
+            unsure: &unsure,
+        };
+        match commit(&pool, &batches, &attempt).await {
+            Ok(written) => {
                 counters.events.fetch_add(events as u64, Ordering::Relaxed);
                 counters.commits.fetch_add(1, Ordering::Relaxed);
-                for r in results.iter().take(again.len()) {
-                    if let Err(e) = r {
-                        tracing::error!(error = %e, "dropping a retried batch the database refuses");
+                if written.skipped > 0 {
+                    tracing::warn!(
+                        batches = written.skipped,
+                        "a commit whose answer was lost had been written; not written again"
+                    );
+                }
+                let retried = head.iter().any(|p| matches!(p, Pending::Told(_)));
+                unsure.clear();
+                for (p, r) in head.into_iter().zip(written.results) {
+                    match (p, r) {
+                        (Pending::Waiting(a), r) => {
+                            let _ = a.done.send(r);
+                        }
+                        (Pending::Told(_), Err(e)) => {
+                            tracing::error!(error = %e, "dropping a kept batch the database refuses");
+                        }
+                        (Pending::Told(_), Ok(())) => {}
                     }
                 }
-                if !again.is_empty() && retry.is_empty() {
+                if retried && !queue.iter().any(|p| matches!(p, Pending::Told(_))) {
                     tracing::info!("events kept after a failed commit are all written");
                 }
-                let results = results.into_iter().skip(again.len());
-                for (a, r) in work.into_iter().zip(results) {
-                    let _ = a.done.send(r);
-                }
             }
-            Err(e) => {
+            Err(failure) => {
                 counters.failed_commits.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "call log commit failed; events kept to retry");
-                for b in again.into_iter().rev() {
-                    retry.push_front(b);
+                tracing::error!(error = %failure.error, "call log commit failed; events kept to retry");
+                if failure.ambiguous {
+                    unsure.push((commit_id, head.len()));
                 }
-                // Kept before anyone is told: a caller that hears of the failure has its batch
-                // in the retry queue.
-                let mut waiting = Vec::with_capacity(work.len());
-                for a in work {
-                    retry.push_back(a.batch);
-                    waiting.push(a.done);
+                // Kept, in order, before anyone is told: a caller that hears of the failure has
+                // its batch in the queue.
+                let mut told = Vec::new();
+                for p in head.into_iter().rev() {
+                    queue.push_front(match p {
+                        Pending::Waiting(a) => {
+                            told.push(a.done);
+                            Pending::Told(a.batch)
+                        }
+                        told_already => told_already,
+                    });
                 }
-                for done in waiting {
-                    let _ = done.send(Err(e.clone()));
+                for done in told {
+                    let _ = done.send(Err(failure.error.clone()));
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        let kept: usize = retry.iter().map(|b| b.events.len()).sum();
+        let kept: usize = queue
+            .iter()
+            .filter(|p| matches!(p, Pending::Told(_)))
+            .map(|p| p.batch().events.len())
+            .sum();
         counters.spooled.store(kept as u64, Ordering::Relaxed);
+    }
+}
+
+/// Which commit this is, and which earlier ones may have been written.
+struct Attempt<'a> {
+    writer: i64,
+    commit: i64,
+    unsure: &'a [Unsure],
+}
+
+/// A commit that went through: each batch's result, and how many at the front had already been
+/// written by a commit whose answer was lost.
+struct Written {
+    results: Vec<Result<(), StoreError>>,
+    skipped: usize,
+}
+
+/// A commit that did not: whether it may have been written all the same (the failure came
+/// during `COMMIT`), and whether the database refused the data itself.
+struct Failure {
+    error: StoreError,
+    ambiguous: bool,
+    refused: bool,
+}
+
+impl Failure {
+    fn before_commit(e: tokio_postgres::Error) -> Self {
+        Self {
+            refused: error::refused(&e),
+            error: e.into(),
+            ambiguous: false,
+        }
     }
 }
 
@@ -121,61 +215,114 @@ async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Count
 async fn commit(
     pool: &Pool,
     batches: &[&Batch],
-) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let mut client = pool.get().await.map_err(error::pool)?;
-    match in_one_transaction(&mut client, batches).await {
-        Ok(results) => {
-            return Ok(results
-                .into_iter()
-                .map(|r| r.map_err(StoreError::Refused))
-                .collect());
+    attempt: &Attempt<'_>,
+) -> Result<Written, Failure> {
+    let mut client = pool.get().await.map_err(|e| Failure {
+        error: error::pool(e),
+        ambiguous: false,
+        refused: false,
+    })?;
+    match in_one_transaction(&mut client, batches, attempt).await {
+        Ok(written) => return Ok(written),
+        Err(f) if !f.refused => return Err(f),
+        Err(f) => {
+            tracing::warn!(error = %f.error, "an append was refused; writing appends one by one")
         }
-        Err(e) if !error::refused(&e) => return Err(e.into()),
-        Err(e) => tracing::warn!(error = %e, "an append was refused; writing appends one by one"),
     }
-    let mut results = Vec::with_capacity(batches.len());
-    for b in batches {
-        match in_one_transaction(&mut client, std::slice::from_ref(b)).await {
-            Ok(mut r) => results.push(r.pop().unwrap_or(Ok(())).map_err(StoreError::Refused)),
-            Err(e) if error::refused(&e) => {
-                if let Some(f) = &b.fallback {
-                    f.end(End::Dropped);
+    // What a commit whose answer was lost wrote is not written again.
+    let skipped = {
+        let tx = client.transaction().await.map_err(Failure::before_commit)?;
+        already_written(&tx, attempt)
+            .await
+            .map_err(Failure::before_commit)?
+    };
+    let mut results: Vec<Result<(), StoreError>> = (0..skipped).map(|_| Ok(())).collect();
+    let alone = Attempt {
+        unsure: &[],
+        ..*attempt
+    };
+    for b in &batches[skipped..] {
+        match in_one_transaction(&mut client, std::slice::from_ref(b), &alone).await {
+            Ok(mut w) => results.push(w.results.pop().unwrap_or(Ok(()))),
+            Err(f) if f.refused => {
+                if let Some(fallback) = &b.fallback {
+                    fallback.end(End::Dropped);
                 }
-                results.push(Err(StoreError::from(e)));
+                results.push(Err(f.error));
             }
-            Err(e) => return Err(e.into()),
+            Err(f) => return Err(f),
         }
     }
-    Ok(results)
+    Ok(Written { results, skipped })
 }
 
-/// Applies the batches and commits. Each batch's result: written, or refused whole.
+/// How many batches at the front the commits in doubt had written: the one this writer's
+/// marker names, if it is one of them.
+async fn already_written(
+    tx: &Transaction<'_>,
+    attempt: &Attempt<'_>,
+) -> Result<usize, tokio_postgres::Error> {
+    if attempt.unsure.is_empty() {
+        return Ok(0);
+    }
+    let last: Option<i64> = tx
+        .query_opt(
+            "SELECT last_commit FROM dialtone_writer WHERE writer = $1",
+            &[&attempt.writer],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    Ok(attempt
+        .unsure
+        .iter()
+        .find(|(id, _)| Some(*id) == last)
+        .map_or(0, |(_, n)| *n))
+}
+
+/// Applies the batches and commits, with this writer's marker. Each batch's result: written,
+/// or refused whole.
 async fn in_one_transaction(
     client: &mut Object,
     batches: &[&Batch],
-) -> Result<Vec<Result<(), Refusal>>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
+    attempt: &Attempt<'_>,
+) -> Result<Written, Failure> {
+    let tx = client.transaction().await.map_err(Failure::before_commit)?;
     let written = async {
-        let plan = plan(&tx, batches).await?;
+        let skipped = already_written(&tx, attempt).await?.min(batches.len());
+        let plan = plan(&tx, &batches[skipped..]).await?;
         let affected = run(&tx, &plan.ops).await?;
         let outcomes = refresh_outcomes(&tx, &plan.touched).await?;
-        Ok::<_, tokio_postgres::Error>((plan, affected, outcomes))
+        tx.execute(
+            "INSERT INTO dialtone_writer (writer, last_commit) VALUES ($1, $2)
+             ON CONFLICT (writer) DO UPDATE SET last_commit = excluded.last_commit",
+            &[&attempt.writer, &attempt.commit],
+        )
+        .await?;
+        Ok::<_, tokio_postgres::Error>((skipped, plan, affected, outcomes))
     }
     .await;
     let committed = match written {
-        Ok(w) => tx.commit().await.map(|()| w),
+        Ok(w) => tx.commit().await.map(|()| w).map_err(|e| Failure {
+            // The answer to COMMIT was lost: it may have been written.
+            ambiguous: true,
+            ..Failure::before_commit(e)
+        }),
         // Dropping the transaction rolls it back.
-        Err(e) => Err(e),
+        Err(e) => Err(Failure::before_commit(e)),
     };
     for (i, b) in batches.iter().enumerate() {
         let Some(f) = &b.fallback else { continue };
         f.end(match &committed {
-            Ok((plan, _, _)) if matches!(plan.results.get(i), Some(Ok(()))) => End::Committed,
+            Ok((skipped, _, _, _)) if i < *skipped => End::Committed,
+            Ok((skipped, plan, _, _)) if matches!(plan.results.get(i - skipped), Some(Ok(()))) => {
+                End::Committed
+            }
             Ok(_) => End::Dropped,
             Err(_) => End::RolledBack,
         });
     }
-    let (plan, affected, outcomes) = committed?;
+    let (skipped, plan, affected, outcomes) = committed?;
     // Counted once, when the call ends (a voicemail arriving later does not recount it).
     for (op, n) in plan.ops.iter().zip(affected) {
         if let (Some(sid), 1) = (&op.ends, n)
@@ -184,7 +331,13 @@ async fn in_one_transaction(
             metrics::counter!("dialtone_calls_total", "outcome" => outcome.clone()).increment(1);
         }
     }
-    Ok(plan.results)
+    let mut results: Vec<Result<(), StoreError>> = (0..skipped).map(|_| Ok(())).collect();
+    results.extend(
+        plan.results
+            .into_iter()
+            .map(|r| r.map_err(StoreError::Refused)),
+    );
+    Ok(Written { results, skipped })
 }
 
 /// One statement of a commit and its parameters.

@@ -100,6 +100,12 @@ impl Spool {
         self.memory.is_empty() && self.read_offset >= self.file_len
     }
 
+    /// Whether the next chunk takes everything kept (or nothing is kept): new appends may then
+    /// join it, after it, in order.
+    pub(super) fn within_one_chunk(&self) -> bool {
+        self.read_offset >= self.file_len && self.memory.len() <= RETRY_CHUNK
+    }
+
     /// Events waiting (those read back from a file left by an earlier process not counted until
     /// they are read).
     pub(super) fn events(&self) -> u64 {

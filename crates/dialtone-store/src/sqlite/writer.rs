@@ -104,9 +104,12 @@ fn write_loop(
     loop {
         merge.poll();
         let holding_sids = recent.read().map(|m| !m.is_empty()).unwrap_or(false);
+        // While more than a chunk is kept, new appends wait their turn: written ahead of older
+        // kept batches, a call's callback could reach the log before the call itself.
+        let may_join = spool.within_one_chunk();
         let first = if !spool.is_empty() {
-            // Writing the spool back: new work joins each chunk, nobody waits for more.
-            rx.try_recv().ok()
+            // Writing the spool back: new work joins the last chunk, nobody waits for more.
+            if may_join { rx.try_recv().ok() } else { None }
         } else if !merge.pending.is_empty() {
             rx.try_recv().ok()
         } else if merge.sorting.is_some() {
@@ -128,7 +131,7 @@ fn write_loop(
             }
         };
         let mut work: Vec<Append> = first.into_iter().collect();
-        while work.len() < MAX_BATCH {
+        while may_join && work.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(a) => work.push(a),
                 Err(_) => break,
