@@ -45,9 +45,13 @@ impl Server {
 
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
         let db = dir.join("dialtone.db");
+        Self::start_on(&format!("sqlite://{}", db.display()), db, extra)
+    }
+
+    /// `dialtone serve` on the database `url` (`db`: its file, for SQLite).
+    pub fn start_on(url: &str, db: PathBuf, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(format!("sqlite://{}", db.display()))
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", url])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
