@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for the tests and benchmarks: Debian's packages, a cluster in
-# target/postgres (created once), run as the unprivileged user `dialtone-pg` when started by
+# /tmp (created once per checkout), run as the unprivileged user `dialtone-pg` when started by
 # root (PostgreSQL refuses to run as root), listening on 127.0.0.1 only, with trust auth (nothing
 # else can reach it). Idempotent: `start` on a running cluster only prints its URL.
 #
@@ -10,7 +10,9 @@
 # DIALTONE_PG_DIR and DIALTONE_PG_PORT run another cluster beside it (the outage test stops one).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-dir="${DIALTONE_PG_DIR:-$repo/target/postgres}"
+# Under /tmp, not the checkout: the cluster's user must be able to reach it, and a checkout may
+# sit in a directory only its owner can enter. One cluster per checkout.
+dir="${DIALTONE_PG_DIR:-/tmp/dialtone-postgres-$(id -u)-$(printf '%s' "$repo" | sha1sum | cut -c1-10)}"
 port="${DIALTONE_PG_PORT:-55432}"
 url="postgres://dialtone@127.0.0.1:$port/postgres"
 
@@ -26,7 +28,7 @@ fi
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then
     id dialtone-pg >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin dialtone-pg
-    runuser -u dialtone-pg -- "$@"
+    (cd / && runuser -u dialtone-pg -- "$@")
   else
     "$@"
   fi

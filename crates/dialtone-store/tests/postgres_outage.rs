@@ -17,7 +17,7 @@ const PORT: &str = "55433";
 
 fn cluster(action: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/postgres-outage");
+    let dir = std::env::temp_dir().join(format!("dialtone-postgres-outage-{}", std::process::id()));
     let out = Command::new("bash")
         .arg(script)
         .arg(action)
@@ -132,4 +132,7 @@ async fn events_appended_while_postgres_is_down_are_written_when_it_is_back() {
     assert!(failed.load(Ordering::Relaxed) > 0);
     drop(store);
     cluster("stop");
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("dialtone-postgres-outage-{}", std::process::id())),
+    );
 }
