@@ -2,7 +2,7 @@
 //! writes them in one transaction, its statements sent pipelined (all at once, in order), then
 //! acknowledges them all after the commit. A failed commit keeps its batches, in order, at the
 //! front of the queue (in memory here: see ARCHITECTURE.md), and a commit whose answer was lost
-//! is found out by its marker rather than written twice.
+//! is looked up by its transaction id rather than written twice.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -70,31 +70,15 @@ impl Pending {
 }
 
 /// A commit whose answer was lost (the connection failed during `COMMIT`): it may have been
-/// written. Its id, and how many batches at the front of the queue it held.
+/// written. Its transaction id, and how many batches at the front of the queue it held.
 type Unsure = (i64, usize);
-
-/// A random id for this writer, under which each commit records its own id (`dialtone_writer`),
-/// so that after a commit whose answer was lost the next one can tell whether it was written.
-fn writer_id() -> i64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish() as i64
-}
 
 /// Commits the queue front to back. While batches wait after a failed commit, new appends join
 /// the back of the queue rather than being written ahead of them: a call's events reach the log
 /// in the order they were appended, so a callback is never written before its call.
 async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Counters>) {
-    let writer = writer_id();
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut unsure: Vec<Unsure> = Vec::new();
-    let mut commit_id: i64 = 0;
     loop {
         if queue.is_empty() {
             match rx.recv_async().await {
@@ -105,18 +89,28 @@ async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Count
         while let Ok(a) = rx.try_recv() {
             queue.push_back(Pending::Waiting(a));
         }
+        // More than a commit's worth is kept from failed commits: what came since goes behind it
+        // and its callers hear so now, rather than wait for the whole write-back.
+        if queue
+            .iter()
+            .filter(|p| matches!(p, Pending::Told(_)))
+            .count()
+            >= MAX_BATCH
+        {
+            tell_all(
+                &mut queue,
+                &StoreError::Unavailable(
+                    "the call log is writing back what it kept during an outage".into(),
+                ),
+            );
+        }
         // The batches of a commit that may have been written are all in this one.
         let must = unsure.iter().map(|(_, n)| *n).max().unwrap_or(0);
         let take = queue.len().min(MAX_BATCH).max(must).min(queue.len());
-        commit_id += 1;
         let head: Vec<Pending> = queue.drain(..take).collect();
         let batches: Vec<&Batch> = head.iter().map(Pending::batch).collect();
         let events: usize = batches.iter().map(|b| b.events.len()).sum();
-        let attempt = Attempt {
-            writer,
-            commit: commit_id,
-            unsure: &unsure,
-        };
+        let attempt = Attempt { unsure: &unsure };
         match commit(&pool, &batches, &attempt).await {
             Ok(written) => {
                 counters.events.fetch_add(events as u64, Ordering::Relaxed);
@@ -147,24 +141,15 @@ async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Count
             Err(failure) => {
                 counters.failed_commits.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %failure.error, "call log commit failed; events kept to retry");
-                if failure.ambiguous {
-                    unsure.push((commit_id, head.len()));
+                if let Some(xid) = failure.in_doubt {
+                    unsure.push((xid, head.len()));
                 }
                 // Kept, in order, before anyone is told: a caller that hears of the failure has
-                // its batch in the queue.
-                let mut told = Vec::new();
+                // its batch in the queue. Those queued behind hear it too.
                 for p in head.into_iter().rev() {
-                    queue.push_front(match p {
-                        Pending::Waiting(a) => {
-                            told.push(a.done);
-                            Pending::Told(a.batch)
-                        }
-                        told_already => told_already,
-                    });
+                    queue.push_front(p);
                 }
-                for done in told {
-                    let _ = done.send(Err(failure.error.clone()));
-                }
+                tell_all(&mut queue, &failure.error);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -177,10 +162,21 @@ async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Count
     }
 }
 
-/// Which commit this is, and which earlier ones may have been written.
+/// Tells every caller still waiting in `queue` that its batch is kept, not written yet.
+fn tell_all(queue: &mut VecDeque<Pending>, error: &StoreError) {
+    for p in queue.iter_mut() {
+        if matches!(p, Pending::Waiting(_)) {
+            let Pending::Waiting(a) = std::mem::replace(p, Pending::Told(Batch::default())) else {
+                continue;
+            };
+            let _ = a.done.send(Err(error.clone()));
+            *p = Pending::Told(a.batch);
+        }
+    }
+}
+
+/// The earlier commits that may have been written.
 struct Attempt<'a> {
-    writer: i64,
-    commit: i64,
     unsure: &'a [Unsure],
 }
 
@@ -191,11 +187,11 @@ struct Written {
     skipped: usize,
 }
 
-/// A commit that did not: whether it may have been written all the same (the failure came
-/// during `COMMIT`), and whether the database refused the data itself.
+/// A commit that did not: the id of its transaction if it may have been written all the same
+/// (the failure came during `COMMIT`), and whether the database refused the data itself.
 struct Failure {
     error: StoreError,
-    ambiguous: bool,
+    in_doubt: Option<i64>,
     refused: bool,
 }
 
@@ -204,7 +200,17 @@ impl Failure {
         Self {
             refused: error::refused(&e),
             error: e.into(),
-            ambiguous: false,
+            in_doubt: None,
+        }
+    }
+
+    fn still_in_doubt() -> Self {
+        Self {
+            error: StoreError::Unavailable(
+                "a commit whose answer was lost is still in progress".into(),
+            ),
+            in_doubt: None,
+            refused: false,
         }
     }
 }
@@ -219,7 +225,7 @@ async fn commit(
 ) -> Result<Written, Failure> {
     let mut client = pool.get().await.map_err(|e| Failure {
         error: error::pool(e),
-        ambiguous: false,
+        in_doubt: None,
         refused: false,
     })?;
     match in_one_transaction(&mut client, batches, attempt).await {
@@ -235,12 +241,10 @@ async fn commit(
         already_written(&tx, attempt)
             .await
             .map_err(Failure::before_commit)?
+            .ok_or_else(Failure::still_in_doubt)?
     };
     let mut results: Vec<Result<(), StoreError>> = (0..skipped).map(|_| Ok(())).collect();
-    let alone = Attempt {
-        unsure: &[],
-        ..*attempt
-    };
+    let alone = Attempt { unsure: &[] };
     for b in &batches[skipped..] {
         match in_one_transaction(&mut client, std::slice::from_ref(b), &alone).await {
             Ok(mut w) => results.push(w.results.pop().unwrap_or(Ok(()))),
@@ -256,32 +260,29 @@ async fn commit(
     Ok(Written { results, skipped })
 }
 
-/// How many batches at the front the commits in doubt had written: the one this writer's
-/// marker names, if it is one of them.
+/// How many batches at the front the commits in doubt had written, asked of PostgreSQL by
+/// their transaction ids (`txid_status`); `None` while one of them is still in progress.
 async fn already_written(
     tx: &Transaction<'_>,
     attempt: &Attempt<'_>,
-) -> Result<usize, tokio_postgres::Error> {
-    if attempt.unsure.is_empty() {
-        return Ok(0);
+) -> Result<Option<usize>, tokio_postgres::Error> {
+    let mut written = 0;
+    for (xid, n) in attempt.unsure {
+        let status: Option<String> = tx
+            .query_one("SELECT txid_status($1)", &[xid])
+            .await?
+            .try_get(0)?;
+        match status.as_deref() {
+            Some("committed") => written = written.max(*n),
+            Some("in progress") => return Ok(None),
+            // Aborted, or too old to say (an aborted transaction is what that leaves).
+            _ => {}
+        }
     }
-    let last: Option<i64> = tx
-        .query_opt(
-            "SELECT last_commit FROM dialtone_writer WHERE writer = $1",
-            &[&attempt.writer],
-        )
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
-    Ok(attempt
-        .unsure
-        .iter()
-        .find(|(id, _)| Some(*id) == last)
-        .map_or(0, |(_, n)| *n))
+    Ok(Some(written))
 }
 
-/// Applies the batches and commits, with this writer's marker. Each batch's result: written,
-/// or refused whole.
+/// Applies the batches and commits. Each batch's result: written, or refused whole.
 async fn in_one_transaction(
     client: &mut Object,
     batches: &[&Batch],
@@ -289,25 +290,33 @@ async fn in_one_transaction(
 ) -> Result<Written, Failure> {
     let tx = client.transaction().await.map_err(Failure::before_commit)?;
     let written = async {
-        let skipped = already_written(&tx, attempt).await?.min(batches.len());
+        // This transaction's id: if the answer to its COMMIT is lost, the next commit asks
+        // whether it committed.
+        let xid: i64 = tx
+            .query_one("SELECT txid_current()", &[])
+            .await?
+            .try_get(0)?;
+        let Some(skipped) = already_written(&tx, attempt).await? else {
+            return Ok(None);
+        };
+        let skipped = skipped.min(batches.len());
         let plan = plan(&tx, &batches[skipped..]).await?;
         let affected = run(&tx, &plan.ops).await?;
         let outcomes = refresh_outcomes(&tx, &plan.touched).await?;
-        tx.execute(
-            "INSERT INTO dialtone_writer (writer, last_commit) VALUES ($1, $2)
-             ON CONFLICT (writer) DO UPDATE SET last_commit = excluded.last_commit",
-            &[&attempt.writer, &attempt.commit],
-        )
-        .await?;
-        Ok::<_, tokio_postgres::Error>((skipped, plan, affected, outcomes))
+        Ok::<_, tokio_postgres::Error>(Some((xid, skipped, plan, affected, outcomes)))
     }
     .await;
     let committed = match written {
-        Ok(w) => tx.commit().await.map(|()| w).map_err(|e| Failure {
-            // The answer to COMMIT was lost: it may have been written.
-            ambiguous: true,
-            ..Failure::before_commit(e)
-        }),
+        Ok(Some((xid, skipped, plan, affected, outcomes))) => tx
+            .commit()
+            .await
+            .map(|()| (skipped, plan, affected, outcomes))
+            .map_err(|e| Failure {
+                // The answer to COMMIT was lost: it may have been written.
+                in_doubt: Some(xid),
+                ..Failure::before_commit(e)
+            }),
+        Ok(None) => Err(Failure::still_in_doubt()),
         // Dropping the transaction rolls it back.
         Err(e) => Err(Failure::before_commit(e)),
     };

@@ -104,12 +104,9 @@ fn write_loop(
     loop {
         merge.poll();
         let holding_sids = recent.read().map(|m| !m.is_empty()).unwrap_or(false);
-        // While more than a chunk is kept, new appends wait their turn: written ahead of older
-        // kept batches, a call's callback could reach the log before the call itself.
-        let may_join = spool.within_one_chunk();
         let first = if !spool.is_empty() {
-            // Writing the spool back: new work joins the last chunk, nobody waits for more.
-            if may_join { rx.try_recv().ok() } else { None }
+            // Writing the spool back: new work joins a chunk, nobody waits for more.
+            rx.try_recv().ok()
         } else if !merge.pending.is_empty() {
             rx.try_recv().ok()
         } else if merge.sorting.is_some() {
@@ -131,11 +128,17 @@ fn write_loop(
             }
         };
         let mut work: Vec<Append> = first.into_iter().collect();
-        while may_join && work.len() < MAX_BATCH {
+        while work.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(a) => work.push(a),
                 Err(_) => break,
             }
+        }
+        if !spool.within_one_chunk() && !work.is_empty() {
+            // More than a chunk is kept: new appends go behind it (written ahead of older kept
+            // batches, a call's callback could reach the log before the call itself), and their
+            // callers hear so now rather than wait for the whole write-back.
+            behind_the_spool(&mut spool, work.drain(..), counters);
         }
         if !work.is_empty() || !spool.is_empty() {
             let (retry, source) = if spool.is_empty() {
@@ -208,6 +211,23 @@ fn write_loop(
             return;
         }
     }
+}
+
+/// Keeps `appends` at the back of the spool and tells their callers they are not written yet.
+fn behind_the_spool(spool: &mut Spool, appends: impl Iterator<Item = Append>, counters: &Counters) {
+    let waiting = StoreError::Unavailable(
+        "the call log is writing back what it kept during an outage".into(),
+    );
+    for a in appends {
+        if let Err(e) = spool.push(a.batch, std::time::Instant::now()) {
+            tracing::error!(error = %e, "cannot spill the spool to disk; it stays in memory");
+        }
+        let _ = a.done.send(Err(waiting.clone()));
+    }
+    counters.spooled.store(spool.events(), Ordering::Relaxed);
+    counters
+        .spilled_bytes
+        .store(spool.spilled_bytes(), Ordering::Relaxed);
 }
 
 /// Writes everything in one transaction (one fsync for all). If the database refuses one append
