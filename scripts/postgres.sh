@@ -6,6 +6,7 @@
 #
 #   bash scripts/postgres.sh start   # prints postgres://dialtone@127.0.0.1:PORT/postgres
 #   bash scripts/postgres.sh url     # the same, if it is running
+#   bash scripts/postgres.sh database NAME  # a fresh, empty database NAME on it: its URL
 #   bash scripts/postgres.sh stop
 # DIALTONE_PG_DIR and DIALTONE_PG_PORT run another cluster beside it (the outage test stops one).
 set -euo pipefail
@@ -52,6 +53,14 @@ case "${1:-start}" in
     fi
     echo "$url"
     ;;
+  database)
+    name="${2:?usage: bash scripts/postgres.sh database NAME}"
+    [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "postgres: database names are [a-z_][a-z0-9_]*" >&2; exit 2; }
+    server="${DIALTONE_TEST_POSTGRES:-$("$0" start)}"
+    PGOPTIONS="--client-min-messages=warning" "$bin/psql" "$server" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" \
+      -c "CREATE DATABASE $name" >/dev/null
+    echo "${server%/*}/$name"
+    ;;
   url)
     running || { echo "postgres: not running (bash scripts/postgres.sh start)" >&2; exit 1; }
     echo "$url"
@@ -60,7 +69,7 @@ case "${1:-start}" in
     if running; then as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null; fi
     ;;
   *)
-    echo "usage: bash scripts/postgres.sh start|url|stop" >&2
+    echo "usage: bash scripts/postgres.sh start|url|database NAME|stop" >&2
     exit 2
     ;;
 esac

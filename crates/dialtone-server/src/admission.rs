@@ -121,7 +121,7 @@ pub struct Admission {
     accounts: Mutex<HashMap<String, Account>>,
     degraded_calls: AtomicU64,
     /// What the monitors raised, kept for the API and posted to the alert webhook.
-    pub alerts: Alerts,
+    pub alerts: std::sync::Arc<Alerts>,
     monitoring: Mutex<Monitoring>,
 }
 
@@ -241,6 +241,29 @@ impl Admission {
         self.raise(carrier, at, raised);
     }
 
+    /// Another node asked `carrier` for `legs` legs at `at` (seconds): the carrier queues them
+    /// with this node's, and the monitors count them in the offered legs. (The metrics stay
+    /// this node's: Prometheus adds the nodes up.)
+    pub fn peer_dialed(&self, carrier: &CarrierAccount, at: f64, legs: u32, shaped: bool) {
+        let raised = self.with_account(carrier, |a| {
+            if let Some(m) = &mut a.mirror {
+                m.request(at, legs);
+            }
+            let limit = a.effective();
+            a.monitor.dialed(at, u64::from(legs), shaped, limit)
+        });
+        let at = DateTime::from_timestamp_micros((at * 1e6) as i64).unwrap_or_default();
+        self.raise(carrier, at, raised);
+    }
+
+    /// Another node saw leg `leg_sid` set up at `at` (seconds): it counts against the
+    /// account's concurrent calls here too, until any node sees it end.
+    pub fn peer_leg_started(&self, carrier: &CarrierAccount, leg_sid: String, at: f64) {
+        self.with_account(carrier, |a| {
+            a.active.insert(leg_sid, at);
+        });
+    }
+
     fn raise(&self, carrier: &CarrierAccount, at: DateTime<Utc>, raised: Vec<Raised>) {
         for Raised {
             kind,
@@ -251,7 +274,7 @@ impl Admission {
             tracing::warn!(kind, carrier_account = %carrier.name, "alert: {message}");
             self.alerts.publish(
                 Alert {
-                    kind,
+                    kind: kind.into(),
                     carrier_account_sid: carrier.account_sid.clone(),
                     at,
                     message,

@@ -2,19 +2,21 @@
 //! (`dialtone_alerts_total`), kept for the API (the last 1,000), and posted to the configured
 //! alert webhook (`[admission] alert_webhook`) as JSON with a Slack-compatible `text`.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 
+use crate::cluster::{Cluster, Message};
 use crate::telemetry::ALERTS;
 
 /// Something an operator should know, raised by the monitors below.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// limit_forecast, degrading, setup_slo_burn, connect_slo_burn, dial_delay_drift,
     /// post_dial_delay_drift, connect_rate_drift, abandonment_drift, effective_limit.
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     pub carrier_account_sid: String,
     pub at: DateTime<Utc>,
     pub message: String,
@@ -25,18 +27,77 @@ pub struct Alert {
 /// Alerts kept for the API.
 const KEPT: usize = 1000;
 
+/// How long an alert raised by one node keeps the others from raising it again: a little less
+/// than the monitors' own 15 minutes, so the next one a monitor raises is not lost.
+const CLAIMED_S: i64 = 14 * 60;
+
 #[derive(Default)]
 pub struct Alerts {
     kept: Mutex<VecDeque<Alert>>,
     /// Where alerts are posted, if anywhere.
     webhook: Mutex<Option<String>>,
+    /// The other nodes, when there are: an alert is raised by the one that claims it first.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl Alerts {
+    /// Raises alerts once across `cluster`'s nodes from now on.
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
     /// Counts, posts and keeps an alert; `source` names what it is about in the posted text.
-    pub fn publish(&self, alert: Alert, source: &str) {
-        metrics::counter!(ALERTS, "kind" => alert.kind).increment(1);
+    ///
+    /// With other nodes, the first to claim the alert (its kind and carrier account, for
+    /// [`CLAIMED_S`]) raises it and tells the others, who keep it without posting it; if the
+    /// claim cannot be decided (the database unreachable), each node raises its own: an alert
+    /// twice rather than never.
+    pub fn publish(self: &Arc<Self>, alert: Alert, source: &str) {
+        if !self.cluster.get().is_some_and(|c| c.shared()) {
+            self.raise(alert, source);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.raise(alert, source);
+            return;
+        };
+        let (alerts, source) = (self.clone(), source.to_owned());
+        runtime.spawn(async move {
+            alerts.raise_once(alert, &source).await;
+        });
+    }
+
+    /// Raises `alert` unless another node claimed it first; whether this node raised it.
+    pub async fn raise_once(&self, alert: Alert, source: &str) -> bool {
+        let Some(cluster) = self.cluster.get().filter(|c| c.shared()) else {
+            self.raise(alert, source);
+            return true;
+        };
+        let key = format!("alert:{}:{}", alert.kind, alert.carrier_account_sid);
+        let until = alert.at + chrono::Duration::seconds(CLAIMED_S);
+        match cluster.bus().claim(&key, alert.at, until).await {
+            Ok(false) => false,
+            Ok(true) => {
+                cluster.send(&Message::Alert(alert.clone()));
+                self.raise(alert, source);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "whether another node raised this alert is unknown: raised here");
+                self.raise(alert, source);
+                true
+            }
+        }
+    }
+
+    fn raise(&self, alert: Alert, source: &str) {
+        metrics::counter!(ALERTS, "kind" => alert.kind.clone()).increment(1);
         self.post(&alert, source);
+        self.keep(alert);
+    }
+
+    /// Keeps an alert for the API (another node raised it).
+    pub fn keep(&self, alert: Alert) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() >= KEPT {
             kept.pop_front();
@@ -45,10 +106,10 @@ impl Alerts {
     }
 
     /// Raises an alert about dialtone itself rather than a carrier account.
-    pub fn notify(&self, kind: &'static str, message: String, at: DateTime<Utc>) {
+    pub fn notify(self: &Arc<Self>, kind: &'static str, message: String, at: DateTime<Utc>) {
         tracing::warn!(kind, "alert: {message}");
         let alert = Alert {
-            kind,
+            kind: Cow::Borrowed(kind),
             carrier_account_sid: String::new(),
             at,
             message,

@@ -16,6 +16,7 @@ use dialtone_store::{ApiKey, CallCursor, CallQuery};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::cluster::Message;
 use crate::reload::ReloadError;
 use crate::{AppState, telemetry};
 
@@ -292,7 +293,12 @@ async fn reload(
     )?;
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     match state.reload(query.allow_removals).await {
-        Ok(summary) => Ok(Json(json!({ "status": "reloaded", "companies": summary.companies, "tracking_numbers": summary.tracking_numbers, "removed": summary.removed })).into_response()),
+        Ok(summary) => {
+            state.cluster.send(&Message::Reload {
+                allow_removals: query.allow_removals,
+            });
+            Ok(Json(json!({ "status": "reloaded", "companies": summary.companies, "tracking_numbers": summary.tracking_numbers, "removed": summary.removed })).into_response())
+        }
         Err(ReloadError::Invalid(errors)) => {
             tracing::warn!(%errors, "configuration reload refused; the running configuration stays");
             let lines: Vec<String> = errors.to_string().lines().map(str::to_owned).collect();
@@ -320,8 +326,14 @@ async fn reload(
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let config = state.config.load();
     let writer = state.store.stats();
-    let status = if writer.spooled > 0 { "degraded" } else { "ok" };
-    Json(json!({
+    let cluster = state.cluster.shared().then(|| state.cluster.stats());
+    let apart = cluster.is_some_and(|c| !c.connected);
+    let status = if writer.spooled > 0 || apart {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let mut body = json!({
         "status": status,
         "companies": config.companies.len(),
         "tracking_numbers": config.tracking_numbers(),
@@ -330,8 +342,11 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
             "open": state.connections.open(),
             "refused": state.connections.refused(),
         },
-    }))
-    .into_response()
+    });
+    if let Some(cluster) = cluster {
+        body["cluster"] = json!(cluster);
+    }
+    Json(body).into_response()
 }
 
 /// What dialtone knows about each carrier account's dial limit (operators: any admin key).
@@ -506,6 +521,7 @@ async fn add_backup(
         .await
         .map_err(store_error)?;
     state.refresh_backup_rules().await.map_err(store_error)?;
+    state.cluster.send(&Message::BackupRules);
     tracing::warn!(id = rule.id, scope = ?rule.scope, percent = rule.percent, reason = %rule.reason, "backup routing on");
     Ok((StatusCode::CREATED, Json(json!({ "rule": rule }))).into_response())
 }
@@ -543,6 +559,7 @@ async fn end_backup(
         ));
     }
     state.refresh_backup_rules().await.map_err(store_error)?;
+    state.cluster.send(&Message::BackupRules);
     tracing::warn!(id, "backup routing off");
     Ok(Json(json!({ "ended": id })).into_response())
 }
@@ -608,6 +625,14 @@ async fn metrics(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     let config = state.config.load();
     metrics::gauge!(telemetry::TRACKING_NUMBERS).set(config.tracking_numbers() as f64);
     metrics::counter!(telemetry::DEGRADED_CALLS).absolute(state.admission.degraded_calls());
+    if state.cluster.shared() {
+        let c = state.cluster.stats();
+        metrics::gauge!(telemetry::CLUSTER_CONNECTED).set(if c.connected { 1.0 } else { 0.0 });
+        metrics::counter!(telemetry::CLUSTER_MESSAGES, "direction" => "sent").absolute(c.sent);
+        metrics::counter!(telemetry::CLUSTER_MESSAGES, "direction" => "received")
+            .absolute(c.received);
+        metrics::counter!(telemetry::CLUSTER_DROPPED).absolute(c.dropped);
+    }
     for a in state.admission.status(state.clock.now()) {
         let Some(carrier) = config.carrier_by_sid(&a.account_sid) else {
             continue;

@@ -21,6 +21,7 @@ pub mod alerts;
 mod amp;
 mod api;
 mod carrier;
+pub mod cluster;
 pub mod dni;
 pub mod listen;
 pub mod reload;
@@ -114,6 +115,19 @@ impl RoundRobin {
     }
 }
 
+impl RoundRobin {
+    /// Another node took turns of `key` up to `turns`: this node's next turn comes after them.
+    pub fn seen(&self, key: &str, turns: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(key) {
+            Some(counter) => *counter = (*counter).max(turns),
+            None => {
+                map.insert(key.to_owned(), turns);
+            }
+        }
+    }
+}
+
 impl Turns for RoundRobin {
     fn take_turn(&self, key: &str) -> u64 {
         let mut map = self
@@ -151,6 +165,8 @@ pub struct AppState {
     pub metrics_token: Option<String>,
     /// Client connections open now (when served by [`listen::serve`]).
     pub connections: Arc<listen::Connections>,
+    /// The other nodes on the same database, if any.
+    pub cluster: Arc<cluster::Cluster>,
 }
 
 impl AppState {
@@ -182,7 +198,17 @@ impl AppState {
             durability_budget: std::time::Duration::from_secs(3),
             metrics_token: None,
             connections: Default::default(),
+            cluster: Default::default(),
         }
+    }
+
+    /// Shares what all nodes must agree on with the others on `bus` (the store's), when
+    /// `shared`; [`cluster::follow`] then applies theirs.
+    pub fn with_cluster(mut self, bus: Arc<dyn dialtone_store::Bus>, shared: bool) -> Self {
+        let cluster = Arc::new(cluster::Cluster::new(bus, shared));
+        self.admission.alerts.set_cluster(cluster.clone());
+        self.cluster = cluster;
+        self
     }
 
     /// Serves `/metrics` from `handle`.

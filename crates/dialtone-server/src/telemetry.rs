@@ -27,6 +27,12 @@ pub const LOG_WAL_RESETS: &str = "dialtone_call_log_wal_resets_total";
 pub const LOG_WAL_RESTARTS: &str = "dialtone_call_log_wal_restarts_total";
 pub const TRACKING_NUMBERS: &str = "dialtone_tracking_numbers";
 pub const DEGRADED_CALLS: &str = "dialtone_degraded_calls_total";
+/// Whether this node is connected to the others (1) or routing on its own (0).
+pub const CLUSTER_CONNECTED: &str = "dialtone_cluster_connected";
+/// Messages between nodes, by `direction` (sent, received).
+pub const CLUSTER_MESSAGES: &str = "dialtone_cluster_messages_total";
+/// Messages between nodes dropped (the database unreachable, or a queue full).
+pub const CLUSTER_DROPPED: &str = "dialtone_cluster_messages_dropped_total";
 pub const ALERTS: &str = "dialtone_alerts_total";
 pub const DIAL_OFFERED: &str = "dialtone_dial_offered_legs_per_second";
 pub const DIAL_LIMIT: &str = "dialtone_dial_limit_per_second";
@@ -153,6 +159,18 @@ pub fn install() -> Option<PrometheusHandle> {
                 "Tracking numbers in the running configuration."
             );
             metrics::describe_counter!(ALERTS, "Alerts raised, by kind.");
+            metrics::describe_gauge!(
+                CLUSTER_CONNECTED,
+                "Whether this node is connected to the other nodes on its database (1) or routing on its own (0)."
+            );
+            metrics::describe_counter!(
+                CLUSTER_MESSAGES,
+                "Messages between the nodes on one database (shared dial queue, legs, callers, turns), by direction."
+            );
+            metrics::describe_counter!(
+                CLUSTER_DROPPED,
+                "Messages between nodes dropped: the database unreachable or a queue full."
+            );
             metrics::describe_counter!(
                 DEGRADED_CALLS,
                 "Calls whose dial asked for fewer legs because of the carrier's dial limit."

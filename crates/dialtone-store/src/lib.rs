@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+pub mod bus;
 mod fallback;
 mod model;
 pub mod postgres;
@@ -19,6 +20,7 @@ mod queue;
 pub mod sqlite;
 mod traits;
 
+pub use bus::{Alone, Bus, BusStats, open_bus};
 pub use fallback::{Fallback, Replace};
 pub use model::{
     ApiKey, Batch, Call, CallCursor, CallPage, CallQuery, CallsAfter, Leg, SessionWrite,

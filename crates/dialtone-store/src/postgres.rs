@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+pub(crate) mod bus;
 mod calls;
 mod copy;
 mod dni;

@@ -546,11 +546,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let turns = store.round_robin_turns().await?;
+    // Nodes on one PostgreSQL database tell each other what they must agree on.
+    let url = args.database.url();
+    let shared = url.starts_with("postgres");
+    let bus = dialtone_store::open_bus(&url)
+        .await
+        .with_context(|| format!("connecting the nodes through {}", args.database.shown()))?;
     let state = Arc::new(
         AppState::new(config, source, store, clock, Links::new(&public_url), turns)
             .with_metrics(dialtone_server::telemetry::install())
-            .with_metrics_token(args.metrics_token.clone()),
+            .with_metrics_token(args.metrics_token.clone())
+            .with_cluster(bus, shared),
     );
+    dialtone_server::cluster::follow(state.clone());
     state
         .refresh_backup_rules()
         .await
@@ -578,8 +586,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         while hup.recv().await.is_some() {
             // A signal cannot say "and drop what takes calls": that takes the API's
             // allow_removals=true (`dialtone config reload --allow-removals`).
-            if let Err(e) = reload_state.reload(false).await {
-                tracing::warn!(error = %e, "configuration reload refused; the running configuration stays");
+            match reload_state.reload(false).await {
+                Ok(_) => reload_state
+                    .cluster
+                    .send(&dialtone_server::cluster::Message::Reload {
+                        allow_removals: false,
+                    }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "configuration reload refused; the running configuration stays");
+                }
             }
         }
     });

@@ -22,6 +22,7 @@ use dialtone_twiml as twiml;
 
 use super::{Rejection, lock, observe, xml};
 use crate::AppState;
+use crate::cluster::Message;
 use crate::telemetry::{CALLS_RECEIVED, WEBHOOK_REFUSED};
 
 /// Why calls skip their flows while the automatic backup policy is open.
@@ -252,8 +253,16 @@ fn apply(state: &AppState, d: &Decision<'_>) {
     if let Some(routing) = d.effects.received {
         metrics::counter!(CALLS_RECEIVED, "routing" => routing).increment(1);
     }
-    if let Some((company, caller)) = &d.effects.caller {
-        state.callers.remember(company, caller);
+    if let Some((company, caller)) = &d.effects.caller
+        && let Some(k) = state.callers.remember(company, caller)
+    {
+        state.cluster.send(&Message::Caller { k });
+    }
+    for (key, turns) in &d.turns {
+        state.cluster.send(&Message::Turn {
+            k: key.clone(),
+            n: *turns,
+        });
     }
     let Some(carrier) = d.carrier else { return };
     if let Some(answered) = d.effects.dial_ended {
@@ -269,6 +278,14 @@ fn apply(state: &AppState, d: &Decision<'_>) {
             dial.legs,
             dial.newly_degraded,
         );
+        if dial.legs > 0 {
+            state.cluster.send(&Message::Dialed {
+                a: carrier.account_sid.clone(),
+                at: crate::admission::seconds(now),
+                legs: u32::try_from(dial.legs).unwrap_or(u32::MAX),
+                shaped: dial.newly_degraded,
+            });
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use crate::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_call_log.sql"),
     include_str!("../../migrations/postgres/0002_copy.sql"),
+    include_str!("../../migrations/postgres/0003_claims.sql"),
 ];
 
 /// The advisory lock migrations hold (any fixed number; "dialtone" in ASCII).
