@@ -3,7 +3,8 @@
 # - the carrier's official Python helper library (`twilio`), in .venv-test, the oracle our
 #   signature and TwiML code is cross-checked against;
 # - promtool (Debian's `prometheus` package), which checks the /metrics format;
-# - Chromium (Debian's `chromium` package), the real browser the DNI snippet is tested in.
+# - Chromium (Debian's `chromium` package), the real browser the DNI snippet is tested in;
+# - HAProxy (Debian's `haproxy` package), the load balancer two nodes are tested behind.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 twilio_version=9.13.0
@@ -25,6 +26,11 @@ apt_install() {
 if ! command -v promtool >/dev/null 2>&1; then
   apt_install prometheus
   echo "test-deps: installed promtool (Debian package prometheus)"
+fi
+
+if ! command -v haproxy >/dev/null 2>&1; then
+  apt_install haproxy
+  echo "test-deps: installed HAProxy (Debian package haproxy)"
 fi
 
 if ! command -v chromium >/dev/null 2>&1; then

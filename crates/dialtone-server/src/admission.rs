@@ -6,8 +6,8 @@
 //! and the callbacks it gets. Time is the server's clock, in seconds.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use dialtone_core::admission::{
@@ -18,6 +18,7 @@ use dialtone_core::engine;
 use dialtone_core::monitor::{DialedCall, Monitor, Monitoring, Raised};
 
 use crate::alerts::{Alert, Alerts};
+use crate::cluster::{Cluster, Message};
 use crate::telemetry::{DIAL_LEGS, DIAL_SETUP_WAIT, DIALED_CALLS, POST_DIAL_DELAY, customer_label};
 
 /// Seconds a call's dial is remembered for its legs' callbacks and its final status: long
@@ -83,6 +84,156 @@ impl Account {
         }
     }
 
+    /// A dial asked for: reserved in the mirror, remembered for its legs' callbacks.
+    fn dialed(
+        &mut self,
+        company: &str,
+        call_sid: &str,
+        now: f64,
+        speech_s: f64,
+        legs: u32,
+        shaped: bool,
+    ) -> Vec<Raised> {
+        if let Some(m) = &mut self.mirror {
+            m.advance(now);
+            m.request(now, legs);
+        }
+        // Forget dials older than the TTL, or the oldest past the cap: O(1) per call (a scan
+        // of the map per call cost 100 µs a webhook at 30,000 calls a second).
+        while self
+            .asked_order
+            .front()
+            .is_some_and(|(t, _)| now - *t > ASKED_TTL_S || self.asked_order.len() > ASKED_MAX)
+        {
+            if let Some((t, sid)) = self.asked_order.pop_front()
+                && self.asked.get(&sid).is_some_and(|d| d.dial_at == t)
+            {
+                self.asked.remove(&sid);
+            }
+        }
+        let dial_at = now + speech_s;
+        // A second dial of the same call (sequential, after a menu) starts afresh, but the
+        // call keeps having rung.
+        let rang = self.asked.get(call_sid).is_some_and(|d| d.rang);
+        self.asked.insert(
+            call_sid.to_owned(),
+            Dialing {
+                dial_at,
+                company: company.to_owned(),
+                rang,
+                answered: false,
+                ended: false,
+            },
+        );
+        self.asked_order.push_back((dial_at, call_sid.to_owned()));
+        let limit = self.effective();
+        self.monitor.dialed(now, u64::from(legs), shaped, limit)
+    }
+
+    /// A leg set up: counted up, and its wait fed to the estimator and the monitors.
+    fn leg_started(
+        &mut self,
+        carrier: &CarrierAccount,
+        parent_sid: &str,
+        leg_sid: &str,
+        now: f64,
+        here: bool,
+    ) -> Vec<Raised> {
+        if now - self.swept_at > 60.0 {
+            self.active
+                .retain(|_, started| now - *started < ACTIVE_LEG_TTL_S);
+            self.swept_at = now;
+        }
+        self.active.insert(leg_sid.to_owned(), now);
+        let Some(dialing) = self.asked.get(parent_sid) else {
+            return Vec::new();
+        };
+        let asked = dialing.dial_at;
+        if here {
+            metrics::histogram!(DIAL_SETUP_WAIT, "carrier_account" => carrier.name.clone(), "company" => customer_label(&dialing.company))
+                .record((now - asked).max(0.0));
+        }
+        self.estimator.leg_started(asked, now);
+        let mut raised = self.monitor.leg_set_up(now, now - asked);
+        if let Some(rate) = self.estimator.effective_rate(now) {
+            let first = self.estimated.is_none();
+            self.estimated = Some(rate);
+            let below_configured = self.configured.is_none_or(|c| rate < c.rate() * 0.95);
+            let watching = self.monitor.mode() == Monitoring::Drift;
+            if first && below_configured && watching && self.monitor.due("effective_limit", now) {
+                let configured = match self.configured {
+                    Some(c) => format!(" (configured: {:.1}/s)", c.rate()),
+                    None => " (none configured)".to_owned(),
+                };
+                raised.push(Raised {
+                    kind: "effective_limit",
+                    message: format!(
+                        "effective dial limit ≈ {rate:.1}/s{configured}: legs are queueing at the carrier"
+                    ),
+                    value: rate,
+                });
+            }
+        }
+        raised
+    }
+
+    /// A leg rang: the first ring of a dial is its post-dial delay.
+    fn leg_rang(
+        &mut self,
+        carrier: &CarrierAccount,
+        parent_sid: &str,
+        now: f64,
+        here: bool,
+    ) -> Vec<Raised> {
+        let Some(dialing) = self.asked.get_mut(parent_sid) else {
+            return Vec::new();
+        };
+        if dialing.rang {
+            return Vec::new();
+        }
+        dialing.rang = true;
+        let delay = (now - dialing.dial_at).max(0.0);
+        if here {
+            metrics::histogram!(POST_DIAL_DELAY, "carrier_account" => carrier.name.clone(), "company" => customer_label(&dialing.company))
+                .record(delay);
+        }
+        self.monitor.first_ring(now, delay)
+    }
+
+    /// The inbound call ended: if it dialed, how (connected, answered, abandoned).
+    fn call_ended(
+        &mut self,
+        carrier: &CarrierAccount,
+        sid: &str,
+        now: f64,
+        here: bool,
+    ) -> Vec<Raised> {
+        let Some(d) = self.asked.remove(sid) else {
+            return Vec::new();
+        };
+        let call = DialedCall {
+            rang: d.rang,
+            answered: d.answered,
+            abandoned: !d.answered && !d.ended,
+        };
+        if here {
+            let result = match (call.answered, call.abandoned) {
+                (true, _) => "answered",
+                (false, true) => "abandoned",
+                (false, false) => "unanswered",
+            };
+            metrics::counter!(
+                DIALED_CALLS,
+                "carrier_account" => carrier.name.clone(),
+                "company" => customer_label(&d.company),
+                "result" => result,
+                "rang" => if call.rang { "true" } else { "false" }
+            )
+            .increment(1);
+        }
+        self.monitor.call_ended(now, call)
+    }
+
     /// The limit to shape by: the configured one, or what the carrier's behaviour shows when that
     /// is lower (or there is none).
     fn effective(&self) -> Option<SetupLimit> {
@@ -116,13 +267,61 @@ pub struct AccountStatus {
     pub concurrent_limit: Option<u32>,
 }
 
+/// What a node observes about a carrier account's dials, applied on every node (each node's
+/// mirror, leg count, estimator and monitors see every node's calls). Times in seconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "o")]
+pub enum Observed {
+    /// `legs` legs asked for call `sid` of `company` at `at`, dialed `speech_s` later.
+    #[serde(rename = "dial")]
+    Dialed {
+        company: String,
+        sid: String,
+        at: f64,
+        speech_s: f64,
+        legs: u32,
+        shaped: bool,
+    },
+    #[serde(rename = "up")]
+    LegUp {
+        parent: String,
+        leg: String,
+        at: f64,
+    },
+    #[serde(rename = "ring")]
+    LegRang { parent: String, at: f64 },
+    #[serde(rename = "answer")]
+    LegAnswered { parent: String },
+    #[serde(rename = "down")]
+    LegDown { leg: String },
+    #[serde(rename = "dial_end")]
+    DialEnded { parent: String, answered: bool },
+    #[serde(rename = "end")]
+    CallEnded { sid: String, at: f64 },
+}
+
+impl Observed {
+    /// When it was observed, if that is known (seconds; 0 otherwise).
+    fn at(&self) -> f64 {
+        match self {
+            Observed::Dialed { at, .. }
+            | Observed::LegUp { at, .. }
+            | Observed::LegRang { at, .. }
+            | Observed::CallEnded { at, .. } => *at,
+            _ => 0.0,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Admission {
     accounts: Mutex<HashMap<String, Account>>,
     degraded_calls: AtomicU64,
     /// What the monitors raised, kept for the API and posted to the alert webhook.
-    pub alerts: std::sync::Arc<Alerts>,
+    pub alerts: Arc<Alerts>,
     monitoring: Mutex<Monitoring>,
+    /// The other nodes, told what this one observes.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl Admission {
@@ -200,68 +399,149 @@ impl Admission {
         }
         metrics::counter!(DIAL_LEGS, "carrier_account" => carrier.name.clone(), "company" => customer_label(company))
             .increment(legs as u64);
-        let at = now;
-        let now = seconds(now);
-        let raised = self.with_account(carrier, |a| {
-            if let Some(m) = &mut a.mirror {
-                m.advance(now);
-                m.request(now, u32::try_from(legs).unwrap_or(u32::MAX));
-            }
-            // Forget dials older than the TTL, or the oldest past the cap: O(1) per call (a scan
-            // of the map per call cost 100 µs a webhook at 30,000 calls a second).
-            while a
-                .asked_order
-                .front()
-                .is_some_and(|(t, _)| now - *t > ASKED_TTL_S || a.asked_order.len() > ASKED_MAX)
-            {
-                if let Some((t, sid)) = a.asked_order.pop_front()
-                    && a.asked.get(&sid).is_some_and(|d| d.dial_at == t)
-                {
-                    a.asked.remove(&sid);
+        self.observed_here(
+            carrier,
+            Observed::Dialed {
+                company: company.to_owned(),
+                sid: call_sid.to_owned(),
+                at: seconds(now),
+                speech_s,
+                legs: u32::try_from(legs).unwrap_or(u32::MAX),
+                shaped: degraded,
+            },
+        );
+    }
+
+    /// A leg `leg_sid` of `parent_sid` was set up (its `initiated` callback) at `now`.
+    pub fn leg_started(
+        &self,
+        carrier: &CarrierAccount,
+        parent_sid: &str,
+        leg_sid: &str,
+        now: DateTime<Utc>,
+    ) {
+        self.observed_here(
+            carrier,
+            Observed::LegUp {
+                parent: parent_sid.to_owned(),
+                leg: leg_sid.to_owned(),
+                at: seconds(now),
+            },
+        );
+    }
+
+    /// A leg of `parent_sid` rang (its `ringing` callback) at `now`: the first ring of a dial is
+    /// its post-dial delay.
+    pub fn leg_rang(&self, carrier: &CarrierAccount, parent_sid: &str, now: DateTime<Utc>) {
+        self.observed_here(
+            carrier,
+            Observed::LegRang {
+                parent: parent_sid.to_owned(),
+                at: seconds(now),
+            },
+        );
+    }
+
+    /// A leg ended (completed, busy, failed, no answer, canceled): it no longer counts against
+    /// the account's concurrent calls.
+    pub fn leg_ended(&self, carrier: &CarrierAccount, leg_sid: &str) {
+        self.observed_here(
+            carrier,
+            Observed::LegDown {
+                leg: leg_sid.to_owned(),
+            },
+        );
+    }
+
+    /// A leg of `parent_sid` was answered.
+    pub fn leg_answered(&self, carrier: &CarrierAccount, parent_sid: &str) {
+        self.observed_here(
+            carrier,
+            Observed::LegAnswered {
+                parent: parent_sid.to_owned(),
+            },
+        );
+    }
+
+    /// `parent_sid`'s dial ended on its own (the carrier requested its action URL).
+    pub fn dial_ended(&self, carrier: &CarrierAccount, parent_sid: &str, answered: bool) {
+        self.observed_here(
+            carrier,
+            Observed::DialEnded {
+                parent: parent_sid.to_owned(),
+                answered,
+            },
+        );
+    }
+
+    /// The inbound call `sid` ended at `now`: if it dialed, how (connected, answered, abandoned).
+    pub fn call_ended(&self, carrier: &CarrierAccount, sid: &str, now: DateTime<Utc>) {
+        self.observed_here(
+            carrier,
+            Observed::CallEnded {
+                sid: sid.to_owned(),
+                at: seconds(now),
+            },
+        );
+    }
+
+    /// Follows `cluster`'s other nodes: what this node observes is told to them.
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// What this node saw: applied here, with its metrics, and told to the other nodes.
+    fn observed_here(&self, carrier: &CarrierAccount, observed: Observed) {
+        self.apply(carrier, &observed, true);
+        if let Some(cluster) = self.cluster.get() {
+            cluster.send(&Message::Admission {
+                a: carrier.account_sid.clone(),
+                o: observed,
+            });
+        }
+    }
+
+    /// What another node saw: applied here too (its metrics are that node's), so every node's
+    /// mirror, leg count, estimator and monitors see every node's calls.
+    pub fn observed_elsewhere(&self, carrier: &CarrierAccount, observed: Observed) {
+        self.apply(carrier, &observed, false);
+    }
+
+    fn apply(&self, carrier: &CarrierAccount, observed: &Observed, here: bool) {
+        let raised = self.with_account(carrier, |a| match observed {
+            Observed::Dialed {
+                company,
+                sid,
+                at,
+                speech_s,
+                legs,
+                shaped,
+            } => a.dialed(company, sid, *at, *speech_s, *legs, *shaped),
+            Observed::LegUp { parent, leg, at } => a.leg_started(carrier, parent, leg, *at, here),
+            Observed::LegRang { parent, at } => a.leg_rang(carrier, parent, *at, here),
+            Observed::LegAnswered { parent } => {
+                if let Some(d) = a.asked.get_mut(parent) {
+                    d.rang = true;
+                    d.answered = true;
                 }
+                Vec::new()
             }
-            let dial_at = now + speech_s;
-            // A second dial of the same call (sequential, after a menu) starts afresh, but the
-            // call keeps having rung.
-            let rang = a.asked.get(call_sid).is_some_and(|d| d.rang);
-            a.asked.insert(
-                call_sid.to_owned(),
-                Dialing {
-                    dial_at,
-                    company: company.to_owned(),
-                    rang,
-                    answered: false,
-                    ended: false,
-                },
-            );
-            a.asked_order.push_back((dial_at, call_sid.to_owned()));
-            let limit = a.effective();
-            a.monitor.dialed(now, legs as u64, degraded, limit)
-        });
-        self.raise(carrier, at, raised);
-    }
-
-    /// Another node asked `carrier` for `legs` legs at `at` (seconds): the carrier queues them
-    /// with this node's, and the monitors count them in the offered legs. (The metrics stay
-    /// this node's: Prometheus adds the nodes up.)
-    pub fn peer_dialed(&self, carrier: &CarrierAccount, at: f64, legs: u32, shaped: bool) {
-        let raised = self.with_account(carrier, |a| {
-            if let Some(m) = &mut a.mirror {
-                m.request(at, legs);
+            Observed::LegDown { leg } => {
+                a.active.remove(leg);
+                Vec::new()
             }
-            let limit = a.effective();
-            a.monitor.dialed(at, u64::from(legs), shaped, limit)
+            Observed::DialEnded { parent, answered } => {
+                if let Some(d) = a.asked.get_mut(parent) {
+                    d.ended = true;
+                    d.answered |= answered;
+                    d.rang |= answered;
+                }
+                Vec::new()
+            }
+            Observed::CallEnded { sid, at } => a.call_ended(carrier, sid, *at, here),
         });
-        let at = DateTime::from_timestamp_micros((at * 1e6) as i64).unwrap_or_default();
+        let at = DateTime::from_timestamp_micros((observed.at() * 1e6) as i64).unwrap_or_default();
         self.raise(carrier, at, raised);
-    }
-
-    /// Another node saw leg `leg_sid` set up at `at` (seconds): it counts against the
-    /// account's concurrent calls here too, until any node sees it end.
-    pub fn peer_leg_started(&self, carrier: &CarrierAccount, leg_sid: String, at: f64) {
-        self.with_account(carrier, |a| {
-            a.active.insert(leg_sid, at);
-        });
     }
 
     fn raise(&self, carrier: &CarrierAccount, at: DateTime<Utc>, raised: Vec<Raised>) {
@@ -271,7 +551,6 @@ impl Admission {
             value,
         } in raised
         {
-            tracing::warn!(kind, carrier_account = %carrier.name, "alert: {message}");
             self.alerts.publish(
                 Alert {
                     kind: kind.into(),
@@ -290,135 +569,6 @@ impl Admission {
     pub fn configure(&self, settings: &dialtone_core::config::Admission) {
         self.alerts.set_webhook(settings.alert_webhook.clone());
         *self.monitoring.lock().unwrap_or_else(|p| p.into_inner()) = settings.monitoring;
-    }
-
-    /// A leg `leg_sid` of `parent_sid` was set up (its `initiated` callback) at `now`.
-    pub fn leg_started(
-        &self,
-        carrier: &CarrierAccount,
-        parent_sid: &str,
-        leg_sid: &str,
-        now: DateTime<Utc>,
-    ) {
-        let at = now;
-        let now = seconds(now);
-        let raised = self.with_account(carrier, |a| {
-            if now - a.swept_at > 60.0 {
-                a.active.retain(|_, started| now - *started < ACTIVE_LEG_TTL_S);
-                a.swept_at = now;
-            }
-            a.active.insert(leg_sid.to_owned(), now);
-            let Some(dialing) = a.asked.get(parent_sid) else {
-                return Vec::new();
-            };
-            let asked = dialing.dial_at;
-            metrics::histogram!(DIAL_SETUP_WAIT, "carrier_account" => carrier.name.clone(), "company" => customer_label(&dialing.company))
-                .record((now - asked).max(0.0));
-            a.estimator.leg_started(asked, now);
-            let mut raised = a.monitor.leg_set_up(now, now - asked);
-            if let Some(rate) = a.estimator.effective_rate(now) {
-                let first = a.estimated.is_none();
-                a.estimated = Some(rate);
-                let below_configured = a.configured.is_none_or(|c| rate < c.rate() * 0.95);
-                let watching = a.monitor.mode() == Monitoring::Drift;
-                if first && below_configured && watching && a.monitor.due("effective_limit", now) {
-                    let configured = match a.configured {
-                        Some(c) => format!(" (configured: {:.1}/s)", c.rate()),
-                        None => " (none configured)".to_owned(),
-                    };
-                    raised.push(Raised {
-                        kind: "effective_limit",
-                        message: format!(
-                            "effective dial limit ≈ {rate:.1}/s{configured}: legs are queueing at the carrier"
-                        ),
-                        value: rate,
-                    });
-                }
-            }
-            raised
-        });
-        self.raise(carrier, at, raised);
-    }
-
-    /// A leg of `parent_sid` rang (its `ringing` callback) at `now`: the first ring of a dial is
-    /// its post-dial delay.
-    pub fn leg_rang(&self, carrier: &CarrierAccount, parent_sid: &str, now: DateTime<Utc>) {
-        let at = now;
-        let now = seconds(now);
-        let raised = self.with_account(carrier, |a| {
-            let Some(dialing) = a.asked.get_mut(parent_sid) else {
-                return Vec::new();
-            };
-            if dialing.rang {
-                return Vec::new();
-            }
-            dialing.rang = true;
-            let delay = (now - dialing.dial_at).max(0.0);
-            metrics::histogram!(POST_DIAL_DELAY, "carrier_account" => carrier.name.clone(), "company" => customer_label(&dialing.company))
-                .record(delay);
-            a.monitor.first_ring(now, delay)
-        });
-        self.raise(carrier, at, raised);
-    }
-
-    /// A leg ended (completed, busy, failed, no answer, canceled): it no longer counts against
-    /// the account's concurrent calls.
-    pub fn leg_ended(&self, carrier: &CarrierAccount, leg_sid: &str) {
-        self.with_account(carrier, |a| {
-            a.active.remove(leg_sid);
-        });
-    }
-
-    /// A leg of `parent_sid` was answered.
-    pub fn leg_answered(&self, carrier: &CarrierAccount, parent_sid: &str) {
-        self.with_account(carrier, |a| {
-            if let Some(d) = a.asked.get_mut(parent_sid) {
-                d.rang = true;
-                d.answered = true;
-            }
-        });
-    }
-
-    /// `parent_sid`'s dial ended on its own (the carrier requested its action URL).
-    pub fn dial_ended(&self, carrier: &CarrierAccount, parent_sid: &str, answered: bool) {
-        self.with_account(carrier, |a| {
-            if let Some(d) = a.asked.get_mut(parent_sid) {
-                d.ended = true;
-                d.answered |= answered;
-                d.rang |= answered;
-            }
-        });
-    }
-
-    /// The inbound call `sid` ended at `now`: if it dialed, how (connected, answered, abandoned).
-    pub fn call_ended(&self, carrier: &CarrierAccount, sid: &str, now: DateTime<Utc>) {
-        let at = now;
-        let now = seconds(now);
-        let raised = self.with_account(carrier, |a| {
-            let Some(d) = a.asked.remove(sid) else {
-                return Vec::new();
-            };
-            let call = DialedCall {
-                rang: d.rang,
-                answered: d.answered,
-                abandoned: !d.answered && !d.ended,
-            };
-            let result = match (call.answered, call.abandoned) {
-                (true, _) => "answered",
-                (false, true) => "abandoned",
-                (false, false) => "unanswered",
-            };
-            metrics::counter!(
-                DIALED_CALLS,
-                "carrier_account" => carrier.name.clone(),
-                "company" => customer_label(&d.company),
-                "result" => result,
-                "rang" => if call.rang { "true" } else { "false" }
-            )
-            .increment(1);
-            a.monitor.call_ended(now, call)
-        });
-        self.raise(carrier, at, raised);
     }
 
     /// Calls whose dial was shaped.

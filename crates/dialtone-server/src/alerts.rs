@@ -91,6 +91,7 @@ impl Alerts {
     }
 
     fn raise(&self, alert: Alert, source: &str) {
+        tracing::warn!(kind = %alert.kind, source, "alert: {}", alert.message);
         metrics::counter!(ALERTS, "kind" => alert.kind.clone()).increment(1);
         self.post(&alert, source);
         self.keep(alert);
@@ -107,7 +108,6 @@ impl Alerts {
 
     /// Raises an alert about dialtone itself rather than a carrier account.
     pub fn notify(self: &Arc<Self>, kind: &'static str, message: String, at: DateTime<Utc>) {
-        tracing::warn!(kind, "alert: {message}");
         let alert = Alert {
             kind: Cow::Borrowed(kind),
             carrier_account_sid: String::new(),

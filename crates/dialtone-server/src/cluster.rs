@@ -16,26 +16,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::AppState;
+use crate::admission::Observed;
 use crate::alerts::Alert;
 
 /// A change one node made to what all share. Short field names: a call publishes one or two.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t")]
 pub enum Message {
-    /// `legs` legs asked of carrier account `a` at `at` (seconds), shaped or not.
-    #[serde(rename = "dial")]
-    Dialed {
-        a: String,
-        at: f64,
-        legs: u32,
-        shaped: bool,
-    },
-    /// A leg of account `a` was set up at `at`: it counts against the concurrent calls.
-    #[serde(rename = "up")]
-    LegUp { a: String, leg: String, at: f64 },
-    /// That leg ended.
-    #[serde(rename = "down")]
-    LegDown { a: String, leg: String },
+    /// What this node observed of carrier account `a`'s dials (the carrier counts every
+    /// node's legs against one limit and one cap).
+    #[serde(rename = "adm")]
+    Admission { a: String, o: Observed },
     /// A first call: the (company, caller) key [`crate::dni::Callers`] keeps.
     #[serde(rename = "caller")]
     Caller { k: u64 },
@@ -129,24 +120,9 @@ pub fn follow(state: Arc<AppState>) {
 async fn apply(state: &Arc<AppState>, message: Message) {
     let config = state.config.load();
     match message {
-        Message::Dialed {
-            a,
-            at,
-            legs,
-            shaped,
-        } => {
+        Message::Admission { a, o } => {
             if let Some(carrier) = config.carrier_by_sid(&a) {
-                state.admission.peer_dialed(carrier, at, legs, shaped);
-            }
-        }
-        Message::LegUp { a, leg, at } => {
-            if let Some(carrier) = config.carrier_by_sid(&a) {
-                state.admission.peer_leg_started(carrier, leg, at);
-            }
-        }
-        Message::LegDown { a, leg } => {
-            if let Some(carrier) = config.carrier_by_sid(&a) {
-                state.admission.leg_ended(carrier, &leg);
+                state.admission.observed_elsewhere(carrier, o);
             }
         }
         Message::Caller { k } => state.callers.insert_key(k),
@@ -177,15 +153,17 @@ mod tests {
     /// previous version during a rolling upgrade.
     #[test]
     fn messages_keep_their_wire_shape() {
-        let dial = Message::Dialed {
+        let dial = Message::Admission {
             a: "AC1".into(),
-            at: 1.5,
-            legs: 2,
-            shaped: false,
+            o: Observed::LegUp {
+                parent: "CA1".into(),
+                leg: "CA2".into(),
+                at: 1.5,
+            },
         };
         assert_eq!(
             serde_json::to_string(&dial).unwrap(),
-            r#"{"t":"dial","a":"AC1","at":1.5,"legs":2,"shaped":false}"#
+            r#"{"t":"adm","a":"AC1","o":{"o":"up","parent":"CA1","leg":"CA2","at":1.5}}"#
         );
         assert_eq!(
             serde_json::to_string(&Message::BackupRules).unwrap(),
@@ -193,10 +171,16 @@ mod tests {
         );
         for m in [
             dial,
-            Message::LegUp {
+            Message::Admission {
                 a: "AC1".into(),
-                leg: "CA2".into(),
-                at: 3.0,
+                o: Observed::Dialed {
+                    company: "acme".into(),
+                    sid: "CA1".into(),
+                    at: 2.0,
+                    speech_s: 3.5,
+                    legs: 2,
+                    shaped: true,
+                },
             },
             Message::Caller { k: u64::MAX },
             Message::Turn {

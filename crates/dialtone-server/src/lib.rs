@@ -207,6 +207,7 @@ impl AppState {
     pub fn with_cluster(mut self, bus: Arc<dyn dialtone_store::Bus>, shared: bool) -> Self {
         let cluster = Arc::new(cluster::Cluster::new(bus, shared));
         self.admission.alerts.set_cluster(cluster.clone());
+        self.admission.set_cluster(cluster.clone());
         self.cluster = cluster;
         self
     }

@@ -228,25 +228,12 @@ async fn legs_callers_and_turns_are_shared() {
             leg,
             clock.now(),
         );
-        a.state
-            .cluster
-            .send(&dialtone_server::cluster::Message::LegUp {
-                a: carrier.account_sid.clone(),
-                leg: leg.into(),
-                at: 0.0,
-            });
     }
     b.caught_up(&a).await;
     assert_eq!((a.active_legs(), b.active_legs()), (2, 2));
     b.state
         .admission
         .leg_ended(&carrier, "CA0000000000000000000000000000000a");
-    b.state
-        .cluster
-        .send(&dialtone_server::cluster::Message::LegDown {
-            a: carrier.account_sid.clone(),
-            leg: "CA0000000000000000000000000000000a".into(),
-        });
     a.caught_up(&b).await;
     assert_eq!((a.active_legs(), b.active_legs()), (1, 1));
 

@@ -8,46 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-/// A fresh database on the test PostgreSQL server (`DIALTONE_TEST_POSTGRES`, or the one
-/// `scripts/postgres.sh` starts), through psql.
-fn fresh_database(name: &str) -> String {
-    let server = match std::env::var("DIALTONE_TEST_POSTGRES") {
-        Ok(url) => url,
-        Err(_) => {
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
-            let out = Command::new("bash")
-                .args([script, "start"])
-                .output()
-                .expect("scripts/postgres.sh");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout)
-                .expect("a URL")
-                .trim()
-                .to_owned()
-        }
-    };
-    let name = format!("{name}_{}", std::process::id());
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        let out = Command::new("psql")
-            .args([server.as_str(), "-q", "-c", &sql])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    format!("{}/{name}", server.rsplit_once('/').expect("a URL").0)
-}
-
 async fn call(server: &Server, n: u64) {
     let call_sid = sid("CA", n);
     let p = inbound(&call_sid, "+14045550100");

@@ -28,7 +28,6 @@ use dialtone_twiml::webhook::{
 };
 
 use crate::AppState;
-use crate::cluster::Message;
 use crate::telemetry::{LEGS, WEBHOOK_REQUESTS, WEBHOOK_SECONDS};
 use decide::NotResumed;
 use respond::respond;
@@ -360,11 +359,6 @@ async fn leg(State(state): State<Arc<AppState>>, req: Signed) -> Response {
                 state
                     .admission
                     .leg_started(carrier, &parent, &cb.call.call_sid, now);
-                state.cluster.send(&Message::LegUp {
-                    a: carrier.account_sid.clone(),
-                    leg: cb.call.call_sid.clone(),
-                    at: crate::admission::seconds(now),
-                });
             }
             Some(CallEvent::Ringing) => state.admission.leg_rang(carrier, &parent, now),
             Some(CallEvent::Answered) => state.admission.leg_answered(carrier, &parent),
@@ -375,10 +369,6 @@ async fn leg(State(state): State<Arc<AppState>>, req: Signed) -> Response {
         metrics::counter!(LEGS, "status" => status.to_owned()).increment(1);
         if let Some(carrier) = carrier {
             state.admission.leg_ended(carrier, &cb.call.call_sid);
-            state.cluster.send(&Message::LegDown {
-                a: carrier.account_sid.clone(),
-                leg: cb.call.call_sid.clone(),
-            });
         }
     }
     acknowledged.unwrap_or_else(|refused| refused)

@@ -278,14 +278,6 @@ fn apply(state: &AppState, d: &Decision<'_>) {
             dial.legs,
             dial.newly_degraded,
         );
-        if dial.legs > 0 {
-            state.cluster.send(&Message::Dialed {
-                a: carrier.account_sid.clone(),
-                at: crate::admission::seconds(now),
-                legs: u32::try_from(dial.legs).unwrap_or(u32::MAX),
-                shaped: dial.newly_degraded,
-            });
-        }
     }
 }
 

@@ -50,8 +50,13 @@ impl Server {
 
     /// `dialtone serve` on the database `url` (`db`: its file, for SQLite).
     pub fn start_on(url: &str, db: PathBuf, extra: &[&str]) -> Server {
+        Self::listening(url, db, "127.0.0.1:0", extra)
+    }
+
+    /// `dialtone serve` on the database `url`, listening on `listen`.
+    pub fn listening(url: &str, db: PathBuf, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", url])
+            .args(["serve", "--listen", listen, "--database", url])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -362,4 +367,24 @@ to = ["+13125550111", "+13125550112"]
 "#,
         demo = demo::CONFIG
     )
+}
+
+/// A fresh, empty database `name` (with this process's id) on the tests' PostgreSQL server
+/// (`scripts/postgres.sh database`, which starts it if needed): its URL.
+pub fn fresh_database(name: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
+    let name = format!("{name}_{}", std::process::id());
+    let out = Command::new("bash")
+        .args([script, "database", &name])
+        .output()
+        .expect("scripts/postgres.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("a URL")
+        .trim()
+        .to_owned()
 }
