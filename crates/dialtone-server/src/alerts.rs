@@ -75,7 +75,8 @@ impl Alerts {
         };
         let key = format!("alert:{}:{}", alert.kind, alert.carrier_account_sid);
         let until = alert.at + chrono::Duration::seconds(CLAIMED_S);
-        match cluster.bus().claim(&key, alert.at, until).await {
+        let node = cluster.bus().node();
+        match cluster.bus().claim(&key, node, alert.at, until).await {
             Ok(false) => false,
             Ok(true) => {
                 cluster.send(&Message::Alert(alert.clone()));

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::dni::{DniError, Started, Visiting};
-use crate::snippet::{MAX_URL, client, count_swap, durable, error, non_empty, url_ok};
+use crate::snippet::{MAX_URL, client, count_swap, error, non_empty, url_ok};
 use crate::telemetry::DNI_SESSIONS;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -143,7 +143,8 @@ async fn amp_number(
         .into_response()
     };
     let now = state.clock.now();
-    let started = state.dni.start(
+    let started = crate::sessions::start(
+        &state,
         &config,
         Visiting {
             company,
@@ -158,7 +159,8 @@ async fn amp_number(
             client: client(&config, &headers, &extensions),
         },
         now,
-    );
+    )
+    .await;
     let res = match started {
         Err(DniError::RateLimited(what, _)) => {
             metrics::counter!(DNI_SESSIONS, "result" => "rate_limited").increment(1);
@@ -178,7 +180,7 @@ async fn amp_number(
             ..
         }) => {
             // As for the snippet: the lease is durable before the page shows the number.
-            if let Err(e) = durable(&state, writes).await {
+            if let Err(e) = crate::sessions::durable(&state, writes).await {
                 tracing::error!(error = %e, "DNI session for an AMP page could not be saved; it keeps the website number");
                 if !resumed {
                     state.dni.abandon(&config, session, now);

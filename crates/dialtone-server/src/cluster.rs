@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use dialtone_store::{Alone, Bus, BusStats};
+use dialtone_store::{Alone, Bus, BusStats, SessionWrite};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -27,6 +27,16 @@ pub enum Message {
     /// node's legs against one limit and one cap).
     #[serde(rename = "adm")]
     Admission { a: String, o: Observed },
+    /// DNI lease changes made durable (sessions started, renewed, released).
+    #[serde(rename = "dni")]
+    Dni { w: Vec<SessionWrite> },
+    /// A session started on pool number `number` at `at`, too long to tell: read it from the
+    /// store.
+    #[serde(rename = "dni_stored")]
+    DniStored {
+        number: String,
+        at: chrono::DateTime<chrono::Utc>,
+    },
     /// A first call: the (company, caller) key [`crate::dni::Callers`] keeps.
     #[serde(rename = "caller")]
     Caller { k: u64 },
@@ -125,6 +135,22 @@ async fn apply(state: &Arc<AppState>, message: Message) {
                 state.admission.observed_elsewhere(carrier, o);
             }
         }
+        Message::Dni { w } => {
+            let now = state.clock.now();
+            for write in w {
+                state.dni.apply_elsewhere(&config, write, now);
+            }
+        }
+        Message::DniStored { number, at } => match state.store.dni_leases(&number, at, at).await {
+            Ok(sessions) => {
+                let now = state.clock.now();
+                for stored in sessions.into_iter().filter(|s| s.created_at == at) {
+                    let write = SessionWrite::Start(Box::new(stored));
+                    state.dni.apply_elsewhere(&config, write, now);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "another node's DNI session could not be read"),
+        },
         Message::Caller { k } => state.callers.insert_key(k),
         Message::Turn { k, n } => state.turns.seen(&k, n),
         Message::Reload { allow_removals } => match state.reload(allow_removals).await {

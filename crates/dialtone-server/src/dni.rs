@@ -77,6 +77,24 @@ struct Session {
 }
 
 impl Session {
+    fn from_stored(stored: StoredSession) -> Option<(u64, Session)> {
+        let number = PhoneNumber::parse(&stored.number).ok()?;
+        Some((
+            stored.id,
+            Session {
+                secret: stored.secret,
+                company: stored.company,
+                tracker: stored.tracker,
+                number,
+                visitor: stored.visitor,
+                visit: Arc::new(stored.visit),
+                start: stored.created_at,
+                seen: stored.seen_at,
+                end: stored.expires_at,
+            },
+        ))
+    }
+
     fn span(&self, id: u64) -> LeaseSpan {
         LeaseSpan {
             session: id,
@@ -112,6 +130,9 @@ struct State {
     /// address). Pruned with the sessions.
     by_client: HashMap<(String, String, String), Vec<u64>>,
     next_id: u64,
+    /// With other nodes, session ids come from blocks the store reserves (`None`: none left).
+    reserved: Option<std::ops::Range<u64>>,
+    shared_ids: bool,
     limits: Option<((u32, u32, u32), KeyedLimit, KeyedLimit)>,
     last_prune: Option<DateTime<Utc>>,
     rng: Option<rand_chacha::ChaCha20Rng>,
@@ -195,23 +216,9 @@ impl Dni {
     pub fn restore(&self, sessions: Vec<StoredSession>, next_id: u64, now: DateTime<Utc>) {
         let mut s = self.lock();
         s.next_id = s.next_id.max(next_id);
-        for stored in sessions {
-            let Ok(number) = PhoneNumber::parse(&stored.number) else {
-                continue;
-            };
-            let session = Session {
-                secret: stored.secret,
-                company: stored.company,
-                tracker: stored.tracker,
-                number,
-                visitor: stored.visitor.clone(),
-                visit: Arc::new(stored.visit),
-                start: stored.created_at,
-                seen: stored.seen_at,
-                end: stored.expires_at,
-            };
-            s.visitors.insert(stored.visitor, stored.id);
-            s.sessions.insert(stored.id, session);
+        for (id, session) in sessions.into_iter().filter_map(Session::from_stored) {
+            s.visitors.insert(session.visitor.clone(), id);
+            s.sessions.insert(id, session);
         }
         let mut spans: HashMap<(String, String), Vec<_>> = HashMap::new();
         for x in s.sessions.values() {
@@ -327,8 +334,21 @@ impl Dni {
             .as_ref()
             .filter(|p| p.tracker == tracker.name)
             .and_then(|p| tracker.numbers.iter().position(|n| *n == p.number));
-        let id = s.next_id.max(1);
-        s.next_id = id + 1;
+        let id = if s.shared_ids {
+            match s.reserved.as_mut().and_then(Iterator::next) {
+                Some(id) => id,
+                None => {
+                    return Ok(Started::Keep {
+                        visitor: Some(visitor),
+                        reason: "unavailable",
+                    });
+                }
+            }
+        } else {
+            let id = s.next_id.max(1);
+            s.next_id = id + 1;
+            id
+        };
         let key = (company.slug.clone(), tracker.name.clone());
         // One address holds at most a few numbers of a pool; past that its visitors share them,
         // so one client cannot take the pool from everyone else.
@@ -426,6 +446,88 @@ impl Dni {
             resumed: false,
             writes,
         })
+    }
+
+    /// Numbers sessions from blocks the store reserves (several nodes share the store).
+    pub fn share_ids(&self) {
+        self.lock().shared_ids = true;
+    }
+
+    /// Session ids this node may still use, when it shares them: `None` if it numbers its own.
+    pub fn ids_left(&self) -> Option<u64> {
+        let s = self.lock();
+        s.shared_ids
+            .then(|| s.reserved.as_ref().map_or(0, |r| r.end - r.start))
+    }
+
+    /// A block of ids reserved for this node (the rest of the previous one is dropped).
+    pub fn add_ids(&self, ids: std::ops::Range<u64>) {
+        let mut s = self.lock();
+        let left = s.reserved.as_ref().map_or(0, |r| r.end - r.start);
+        if left == 0 {
+            s.reserved = Some(ids);
+        }
+    }
+
+    /// What another node made durable: its visitors' sessions and leases, so calls to their
+    /// numbers are attributed here too, their pages can go on through this node, and this
+    /// node does not hand their numbers to someone else.
+    pub fn apply_elsewhere(&self, config: &Config, write: SessionWrite, now: DateTime<Utc>) {
+        let mut s = self.lock();
+        match write {
+            SessionWrite::Start(stored) => {
+                let Some((id, session)) = Session::from_stored(*stored) else {
+                    return;
+                };
+                let key = (session.company.clone(), session.tracker.clone());
+                let (number, span) = (session.number.clone(), session.span(id));
+                s.visitors.insert(session.visitor.clone(), id);
+                s.sessions.insert(id, session);
+                // A pool not built yet is built from the sessions when first used.
+                if let Some(entry) = s.pools.get_mut(&key)
+                    && let Some(i) = entry.numbers.iter().position(|n| *n == number)
+                {
+                    entry.pool.restore(i, span, now);
+                }
+            }
+            SessionWrite::Renew {
+                id,
+                seen_at,
+                expires_at,
+            } => {
+                let Some(x) = s.sessions.get_mut(&id) else {
+                    return;
+                };
+                x.end = x.end.max(expires_at);
+                x.seen = seen_at;
+                let key = (x.company.clone(), x.tracker.clone());
+                if let Some(entry) = s.pool(config, &key, now) {
+                    entry.pool.renew(id, seen_at, expires_at);
+                }
+            }
+            SessionWrite::Release { id, at } => {
+                let Some(x) = s.sessions.get_mut(&id) else {
+                    return;
+                };
+                x.end = x.end.min(at);
+                let key = (x.company.clone(), x.tracker.clone());
+                if let Some(entry) = s.pool(config, &key, now) {
+                    entry.pool.release(id, at);
+                }
+            }
+        }
+    }
+
+    /// What a session holds, as the key nodes claim it by: `dni:COMPANY:TRACKER:NUMBER`.
+    pub fn claim_key(&self, session: u64) -> Option<String> {
+        let s = self.lock();
+        let x = s.sessions.get(&session)?;
+        Some(format!(
+            "dni:{}:{}:{}",
+            x.company,
+            x.tracker,
+            x.number.as_str()
+        ))
     }
 
     /// The company of a session, by its public id (`id.secret`), if it is live.

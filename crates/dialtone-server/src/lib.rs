@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod dni;
 pub mod listen;
 pub mod reload;
+mod sessions;
 mod snippet;
 pub mod telemetry;
 
@@ -208,6 +209,9 @@ impl AppState {
         let cluster = Arc::new(cluster::Cluster::new(bus, shared));
         self.admission.alerts.set_cluster(cluster.clone());
         self.admission.set_cluster(cluster.clone());
+        if shared {
+            self.dni.share_ids();
+        }
         self.cluster = cluster;
         self
     }

@@ -15,7 +15,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dialtone_core::config::{Company, Config, TrackerKind};
-use dialtone_store::{Batch, SessionWrite};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -282,7 +281,8 @@ async fn start(
     let visitor = non_empty(req.visitor_id);
     let session = non_empty(req.session_id);
     let referrer = non_empty(req.referrer);
-    let started = state.dni.start(
+    let started = crate::sessions::start(
+        &state,
         &config,
         Visiting {
             company,
@@ -294,7 +294,8 @@ async fn start(
             client: client(&config, &headers, &extensions),
         },
         now,
-    );
+    )
+    .await;
     let res = match started {
         Err(DniError::RateLimited(what, wait_s)) => {
             metrics::counter!(DNI_SESSIONS, "result" => "rate_limited").increment(1);
@@ -336,7 +337,7 @@ async fn start(
         }) => {
             // The lease is durable before the page shows the number: after a crash the number
             // is not given to someone else while this visitor can still call it.
-            if let Err(e) = durable(&state, writes).await {
+            if let Err(e) = crate::sessions::durable(&state, writes).await {
                 tracing::error!(error = %e, "DNI session could not be saved; the visitor keeps the website number");
                 if !resumed {
                     state.dni.abandon(&config, session, now);
@@ -410,18 +411,6 @@ pub(crate) fn url_ok(s: &str) -> bool {
     (s.starts_with("http://") || s.starts_with("https://")) && !s.contains(char::is_whitespace)
 }
 
-pub(crate) async fn durable(state: &AppState, writes: Vec<SessionWrite>) -> Result<(), String> {
-    let append = state.store.append(Batch {
-        sessions: writes,
-        ..Default::default()
-    });
-    match tokio::time::timeout(std::time::Duration::from_secs(3), append).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the store took over 3 s".into()),
-    }
-}
-
 /// The configuration, and the origin check for a session's own endpoints: against the company
 /// the session belongs to.
 fn session_cors(
@@ -453,7 +442,7 @@ async fn keepalive(
     };
     let now = state.clock.now();
     let res = match state.dni.keepalive(&config, &id, now) {
-        Ok((expires_at, write)) => match durable(&state, vec![write]).await {
+        Ok((expires_at, write)) => match crate::sessions::durable(&state, vec![write]).await {
             Ok(()) => {
                 let lease_s = (expires_at - now).num_seconds().max(0);
                 Json(json!({
@@ -479,7 +468,7 @@ async fn release(
         Err(refused) => return refused.into_response(),
     };
     let res = match state.dni.release(&config, &id, state.clock.now()) {
-        Ok(write) => match durable(&state, vec![write]).await {
+        Ok(write) => match crate::sessions::durable(&state, vec![write]).await {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         },

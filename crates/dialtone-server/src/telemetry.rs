@@ -48,6 +48,8 @@ pub const DIALED_CALLS: &str = "dialtone_dialed_calls_total";
 pub const CONNECT_RATIO: &str = "dialtone_connect_ratio";
 pub const ABANDONED_RATIO: &str = "dialtone_abandoned_ratio";
 pub const DNI_SESSIONS: &str = "dialtone_dni_sessions_total";
+/// Free pool numbers another node had just given to its visitor (allocated again).
+pub const DNI_CLAIMS_LOST: &str = "dialtone_dni_claims_lost_total";
 pub const DNI_POOL_SIZE: &str = "dialtone_dni_pool_numbers";
 pub const DNI_POOL_LIVE: &str = "dialtone_dni_pool_live_sessions";
 pub const DNI_POOL_UTILISATION: &str = "dialtone_dni_pool_utilisation_ratio";
@@ -159,6 +161,10 @@ pub fn install() -> Option<PrometheusHandle> {
                 "Tracking numbers in the running configuration."
             );
             metrics::describe_counter!(ALERTS, "Alerts raised, by kind.");
+            metrics::describe_counter!(
+                DNI_CLAIMS_LOST,
+                "Free pool numbers another node had just given to its visitor: allocated again."
+            );
             metrics::describe_gauge!(
                 CLUSTER_CONNECTED,
                 "Whether this node is connected to the other nodes on its database (1) or routing on its own (0)."

@@ -5,7 +5,7 @@
 //! Each test waits for a node to have applied what the other published (an event, not a
 //! sleep), then checks what a single node would have done.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -401,4 +401,135 @@ async fn reloads_rules_and_alerts_reach_every_node() {
     a.caught_up(&b).await;
     assert_eq!(a.state.admission.alerts.list(), vec![alert.clone()]);
     assert_eq!(b.state.admission.alerts.list(), vec![alert]);
+}
+
+impl Node {
+    /// A visitor from a Google Ads click asks for a number, as the snippet does.
+    async fn session(&self, visitor: &str) -> serde_json::Value {
+        self.session_from(visitor, "https://acme.example/?gclid=cluster", None)
+            .await
+    }
+
+    async fn session_from(
+        &self,
+        visitor: &str,
+        landing_url: &str,
+        referrer: Option<&str>,
+    ) -> serde_json::Value {
+        let body = serde_json::json!({
+            "company": "acme-plumbing",
+            "landing_url": landing_url,
+            "referrer": referrer,
+            "visitor_id": visitor,
+        });
+        let request = Request::post("/dni/v1/sessions")
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+}
+
+/// Visitors arriving at the same moment on two nodes, as many as the pool has numbers, each
+/// get a number of their own: no free number is given twice, whichever nodes served them.
+#[test]
+fn pool_numbers_are_never_given_twice_across_nodes() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = fresh_database("cluster_pool");
+    let clock = TestClock::at(start());
+    let (a, b) = runtime.block_on(async {
+        let source = builtin(&limited());
+        let a = node(&url, clock.clone(), source.clone()).await;
+        let b = node(&url, clock.clone(), source).await;
+        (a, b)
+    });
+    let case = std::sync::atomic::AtomicU32::new(0);
+    let config = ProptestConfig {
+        cases: 16,
+        ..ProptestConfig::default()
+    };
+    // The demo's Google Ads pool has 4 numbers.
+    proptest!(config, |(on_a in prop::collection::vec(any::<bool>(), 1..=4))| {
+        runtime.block_on(async {
+            // A day later: every lease of the previous case has run out.
+            clock.advance(chrono::Duration::days(1));
+            let case = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let asks = on_a.iter().enumerate().map(|(i, on_a)| {
+                let node = if *on_a { &a } else { &b };
+                let visitor = format!("v{case}x{i}");
+                async move { node.session(&visitor).await }
+            });
+            let sessions = futures_util::future::join_all(asks).await;
+            let numbers: HashSet<&str> = sessions
+                .iter()
+                .map(|s| s["number"].as_str().unwrap_or_else(|| panic!("no number: {s}")))
+                .collect();
+            prop_assert_eq!(numbers.len(), sessions.len(), "{:?}", sessions);
+            prop_assert!(sessions.iter().all(|s| s["shared"] == false), "{:?}", sessions);
+            // Both nodes hear of every session before the next case.
+            a.caught_up(&b).await;
+            b.caught_up(&a).await;
+            Ok(())
+        })?;
+    });
+}
+
+/// A visitor given a number by one node, calling it through the other, is attributed there;
+/// their page goes on (keepalives) through either node.
+#[tokio::test]
+async fn a_visitor_from_one_node_is_attributed_on_the_other() {
+    let url = fresh_database("cluster_attribution");
+    let clock = TestClock::at(start());
+    let source = builtin(&limited());
+    let a = node(&url, clock.clone(), source.clone()).await;
+    let b = node(&url, clock.clone(), source).await;
+    let session = a.session("visitor-on-a").await;
+    let number = session["number"].as_str().unwrap().to_owned();
+    b.caught_up(&a).await;
+
+    clock.advance(chrono::Duration::seconds(30));
+    let keepalive = Request::post(format!(
+        "/dni/v1/sessions/{}/keepalive",
+        session["session_id"].as_str().unwrap()
+    ))
+    .header("content-type", "text/plain;charset=UTF-8")
+    .body(Body::from("{}"))
+    .unwrap();
+    assert_eq!(
+        b.app.clone().oneshot(keepalive).await.unwrap().status(),
+        200
+    );
+
+    let sid = "CA000000000000000000000000000000c1";
+    b.voice(sid, &number).await;
+    let call = b
+        .state
+        .store
+        .call("demo", sid)
+        .await
+        .unwrap()
+        .expect("the call is logged");
+    let attribution = call.attribution.expect("attributed to the visitor");
+    assert_eq!(attribution.visitor, "visitor-on-a");
+    assert_eq!(attribution.visit.gclid.as_deref(), Some("cluster"));
+
+    // A visit whose URLs are too long to tell over the bus: the other node reads it from the
+    // store, and attributes its call all the same.
+    let long = format!("https://acme.example/?gclid=long&q={}", "x".repeat(3_900));
+    let referrer = format!("https://www.google.com/search?q={}", "y".repeat(3_900));
+    let session = a.session_from("visitor-long", &long, Some(&referrer)).await;
+    let number = session["number"].as_str().unwrap().to_owned();
+    b.caught_up(&a).await;
+    let sid = "CA000000000000000000000000000000c2";
+    b.voice(sid, &number).await;
+    let call = b.state.store.call("demo", sid).await.unwrap().unwrap();
+    let attribution = call.attribution.expect("attributed to the long visit");
+    assert_eq!(attribution.visitor, "visitor-long");
+    assert_eq!(attribution.visit.landing_page.len(), long.len());
 }

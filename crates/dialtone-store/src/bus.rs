@@ -44,14 +44,18 @@ pub trait Bus: Send + Sync + 'static {
     /// The other nodes' messages, in the order each node sent them. The first call takes the
     /// stream; later calls get `None`.
     fn subscribe(&self) -> Option<flume::Receiver<String>>;
-    /// Whether this node is the first to claim `key` at `now`: `true` for exactly one node
-    /// until `until` has passed, then for the next to claim it.
+    /// Whether `owner` (a node, a session) holds `key` from `now` until `until`: `true` if
+    /// nobody held it, its hold ran out, or `owner` held it already (the hold is extended);
+    /// `false` while another owner holds it.
     async fn claim(
         &self,
         key: &str,
+        owner: u64,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Gives up `owner`'s hold on `key`, if it has one.
+    async fn unclaim(&self, key: &str, owner: u64) -> Result<(), StoreError>;
     fn stats(&self) -> BusStats;
 }
 
@@ -86,8 +90,17 @@ impl Bus for Alone {
             .unwrap_or_else(|p| p.into_inner())
             .take()
     }
-    async fn claim(&self, _: &str, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn claim(
+        &self,
+        _: &str,
+        _: u64,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         Ok(true)
+    }
+    async fn unclaim(&self, _: &str, _: u64) -> Result<(), StoreError> {
+        Ok(())
     }
     fn stats(&self) -> BusStats {
         BusStats {

@@ -91,6 +91,11 @@ pub trait DniLeases: Send + Sync + 'static {
         &self,
         since: DateTime<Utc>,
     ) -> Result<(Vec<StoredSession>, u64), StoreError>;
+    /// A block of session ids no other node will use, when several nodes share the store;
+    /// `None` alone (the node numbers its sessions itself, after the last stored).
+    async fn reserve_session_ids(&self) -> Result<Option<std::ops::Range<u64>>, StoreError> {
+        Ok(None)
+    }
     /// Leases on `number` that overlap `from..=to` (for attributing calls after the fact).
     async fn dni_leases(
         &self,
@@ -228,5 +233,8 @@ impl DniLeases for Layered {
     ) -> Result<Vec<StoredSession>, StoreError> {
         self.log.flush().await?;
         self.reads.dni_leases(number, from, to).await
+    }
+    async fn reserve_session_ids(&self) -> Result<Option<std::ops::Range<u64>>, StoreError> {
+        self.reads.reserve_session_ids().await
     }
 }

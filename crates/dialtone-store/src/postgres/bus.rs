@@ -28,6 +28,8 @@ const MAX_PAYLOAD: usize = 7_900;
 const LINGER: Duration = Duration::from_millis(5);
 /// Messages waiting to be sent at most; past it new ones are dropped.
 const OUTBOX: usize = 16_384;
+/// Connections for claims (alerts, DNI leases: a few a second).
+const CLAIMERS: usize = 2;
 /// Messages received and not yet applied at most; past it new ones are dropped.
 const INBOX: usize = 65_536;
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -56,7 +58,7 @@ impl PgBus {
             node,
             outbox,
             inbox: Mutex::new(Some(inbox)),
-            claims: super::pool(url, 1)?,
+            claims: super::pool(url, CLAIMERS)?,
             counters,
         })
     }
@@ -90,21 +92,33 @@ impl Bus for PgBus {
     async fn claim(
         &self,
         key: &str,
+        owner: u64,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let client = self.claims.get().await.map_err(error::pool)?;
-        let node = self.node as i64;
+        let owner = owner as i64;
         let won = client
             .query_opt(
-                "INSERT INTO dialtone_claims (key, node, until) VALUES ($1, $2, $4)
-                 ON CONFLICT (key) DO UPDATE SET node = EXCLUDED.node, until = EXCLUDED.until
-                 WHERE dialtone_claims.until <= $3
-                 RETURNING node",
-                &[&key, &node, &now, &until],
+                "INSERT INTO dialtone_claims (key, owner, until) VALUES ($1, $2, $4)
+                 ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until
+                 WHERE dialtone_claims.until <= $3 OR dialtone_claims.owner = EXCLUDED.owner
+                 RETURNING owner",
+                &[&key, &owner, &now, &until],
             )
             .await?;
         Ok(won.is_some())
+    }
+
+    async fn unclaim(&self, key: &str, owner: u64) -> Result<(), StoreError> {
+        let client = self.claims.get().await.map_err(error::pool)?;
+        client
+            .execute(
+                "DELETE FROM dialtone_claims WHERE key = $1 AND owner = $2",
+                &[&key, &(owner as i64)],
+            )
+            .await?;
+        Ok(())
     }
 
     fn stats(&self) -> BusStats {

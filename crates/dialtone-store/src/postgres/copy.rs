@@ -322,6 +322,14 @@ async fn copy_settings(
         )
         .await?;
     }
+    // Session ids the nodes reserve continue after the copied ones.
+    tx.execute(
+        "SELECT setval('dni_session_ids', greatest(
+            (SELECT coalesce(max(id), 0) + 1 FROM dni_sessions),
+            (SELECT last_value FROM dni_session_ids)))",
+        &[],
+    )
+    .await?;
 
     let turns = {
         let mut stmt = source.0.prepare("SELECT key, turns FROM round_robin")?;

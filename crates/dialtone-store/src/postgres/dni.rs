@@ -30,6 +30,9 @@ fn session_from_row(r: &Row) -> Result<StoredSession, StoreError> {
     })
 }
 
+/// Ids per block a node reserves (the sequence's increment, migration 0003).
+const SESSION_ID_BLOCK: u64 = 100;
+
 #[async_trait::async_trait]
 impl DniLeases for PgReads {
     async fn dni_sessions(
@@ -54,6 +57,16 @@ impl DniLeases for PgReads {
             .await?
             .try_get(0)?;
         Ok((sessions, u64::try_from(last).unwrap_or(0) + 1))
+    }
+
+    async fn reserve_session_ids(&self) -> Result<Option<std::ops::Range<u64>>, StoreError> {
+        let client = self.client().await?;
+        let first: i64 = client
+            .query_one("SELECT nextval('dni_session_ids')", &[])
+            .await?
+            .try_get(0)?;
+        let first = u64::try_from(first).unwrap_or(1);
+        Ok(Some(first..first + SESSION_ID_BLOCK))
     }
 
     async fn dni_leases(
