@@ -240,6 +240,9 @@ pub struct CallRun {
     pub from: String,
     pub to: String,
     pub transcript: Transcript,
+    /// Its requests to the application, by how they were answered (counted before the
+    /// transcript's steps are dropped).
+    pub requests: Requests,
 }
 
 /// A deterministic per-call seed: the run's seed and the call's index, mixed (SplitMix64).
@@ -349,6 +352,7 @@ pub fn start<T: Transport + 'static>(
             let (transport, done) = (transport.clone(), done2.clone());
             sim2.spawn(async move {
                 let mut transcript = run_call_in(&*transport, &setup, &world, &mut |_| {}).await;
+                let requests = Requests::of(&transcript);
                 // A day of calls is kept for the report and the call records, which need the
                 // outcome and the legs, not every step (a day's steps are gigabytes).
                 transcript.steps = Vec::new();
@@ -357,6 +361,7 @@ pub fn start<T: Transport + 'static>(
                     from,
                     to,
                     transcript,
+                    requests,
                 });
             });
         }
@@ -423,6 +428,42 @@ pub struct Legs {
     pub never_rang: usize,
 }
 
+/// The carrier's requests to the application (voice, action, status and recording callbacks),
+/// by how they were answered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Requests {
+    /// Answered 2xx.
+    pub ok: usize,
+    /// Answered 4xx.
+    pub client_error: usize,
+    /// Answered 5xx.
+    pub server_error: usize,
+    /// Answered anything else, or not at all (refused, timed out).
+    pub other: usize,
+}
+
+impl Requests {
+    pub fn of(transcript: &Transcript) -> Self {
+        let mut r = Self::default();
+        for (_, _, status) in transcript.requests() {
+            match status {
+                Some(200..=299) => r.ok += 1,
+                Some(400..=499) => r.client_error += 1,
+                Some(500..=599) => r.server_error += 1,
+                _ => r.other += 1,
+            }
+        }
+        r
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.ok += other.ok;
+        self.client_error += other.client_error;
+        self.server_error += other.server_error;
+        self.other += other.other;
+    }
+}
+
 /// What a replay measured. Calls end in exactly one of connected, voicemail, abandoned, failed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -443,6 +484,8 @@ pub struct Report {
     pub post_dial_delay_s: Summary,
     pub simulated_s: f64,
     pub per_minute: Vec<Minute>,
+    #[serde(default)]
+    pub requests: Requests,
 }
 
 impl Report {
@@ -487,6 +530,7 @@ impl Report {
                     m.failed += 1;
                 }
             }
+            r.requests.add(&c.requests);
             if let Some(pdd) = c.transcript.post_dial_delay_s {
                 pdds.push(pdd);
                 minute_pdd[m.minute as usize].push(pdd);

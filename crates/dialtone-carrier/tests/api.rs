@@ -56,6 +56,7 @@ fn call(n: u32) -> CallRecords {
                 voicemail: false,
             }],
         },
+        requests: Default::default(),
     };
     let start = Utc
         .with_ymd_and_hms(2026, 5, 14, 13, 0, 0)

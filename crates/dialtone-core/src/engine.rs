@@ -237,6 +237,27 @@ pub fn backup(primary: &PhoneNumber) -> twiml::Response {
     }
 }
 
+/// Backup routing answered by a running dialtone: the primary number rung as [`backup`] does,
+/// with the leg's status callbacks, so that the call log learns whether someone answered.
+pub fn backup_observed(primary: &PhoneNumber, links: &Links, company: &str) -> twiml::Response {
+    twiml::Response {
+        verbs: vec![twiml::Verb::Dial(twiml::Dial {
+            targets: vec![twiml::DialTarget::Number(twiml::Number {
+                number: primary.to_string(),
+                status_callback: Some(links.leg_status(company)),
+                status_callback_event: vec![
+                    twiml::CallEvent::Initiated,
+                    twiml::CallEvent::Ringing,
+                    twiml::CallEvent::Answered,
+                    twiml::CallEvent::Completed,
+                ],
+                ..Default::default()
+            })],
+            ..Default::default()
+        })],
+    }
+}
+
 /// For numbers dialtone does not track.
 pub fn not_in_service() -> twiml::Response {
     twiml::Response {

@@ -146,3 +146,96 @@ async fn calls_answered_while_the_call_log_stalled_are_logged_as_backup_and_the_
     assert_eq!(normal.routing, "normal");
     assert!(normal.notice_played);
 }
+
+/// The carrier's request to a `<Dial action>` in `twiml`: the dial answered and over.
+fn dial_answered(twiml: &str, call_sid: &str) -> axum::http::Request<axum::body::Body> {
+    let start = twiml.find("action=\"").expect("a dial action") + "action=\"".len();
+    let end = start + twiml[start..].find('"').expect("the action's end");
+    let url = twiml[start..end].replace("&amp;", "&");
+    let params: Vec<(String, String)> = [
+        ("AccountSid", demo::ACCOUNT_SID),
+        ("CallSid", call_sid),
+        ("CallStatus", "in-progress"),
+        ("DialCallSid", "CA000000000000000000000000000000aa"),
+        ("DialCallStatus", "completed"),
+        ("DialCallDuration", "42"),
+        ("Direction", "inbound"),
+        ("From", "+17705550123"),
+        ("To", NUMBER),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signature = dialtone_twiml::compute_signature(demo::AUTH_TOKEN, &url, &params);
+    axum::http::Request::post(url.strip_prefix(PUBLIC).expect("our URL"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(axum::body::Body::from(dialtone_twiml::encode(&params)))
+        .unwrap()
+}
+
+/// A caller who has talked to someone is not put through to the primary number again because
+/// the call log stalled when the conversation ended: backup routing ends the call there, while
+/// the log waits and once the backup policy is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_reached_someone_ends_when_the_call_log_fails_at_its_dial_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dialtone.db");
+    let real =
+        dialtone_store::sqlite::open(db.to_str().unwrap(), SqliteOptions::default()).unwrap();
+    let (gate, open) = watch::channel(true);
+    let gated = Gated {
+        inner: real.log(),
+        open,
+    };
+    let store: Arc<dyn Store> = Arc::new(Layered::new(Arc::new(gated), real.reads()));
+    let mut state = AppState::new(
+        config::load("demo", demo::CONFIG, &|_: &str| None).unwrap(),
+        ConfigSource::Builtin {
+            name: demo::CONFIG_NAME,
+            text: demo::CONFIG,
+        },
+        store.clone(),
+        Arc::new(SystemClock),
+        Links::new(PUBLIC),
+        HashMap::new(),
+    );
+    state.durability_budget = Duration::from_millis(200);
+    let state = Arc::new(state);
+    let router = dialtone_server::router(state.clone());
+
+    // Five calls go through the flow while the log works: each rings office and mobile.
+    let flows: Vec<String> = futures_util::future::join_all((10..15).map(|n| {
+        let router = router.clone();
+        async move { voice(&router, &sid(n)).await }
+    }))
+    .await;
+    for twiml in &flows {
+        assert_eq!(twiml.matches("<Number").count(), 2, "{twiml}");
+    }
+
+    // The log stalls as their conversations end, one after the other: the first three wait
+    // out the budget (and open the backup policy), the last two are answered at once.
+    gate.send(false).unwrap();
+    for (i, twiml) in flows.iter().enumerate() {
+        let res = router
+            .clone()
+            .oneshot(dial_answered(twiml, &sid(10 + i as u64)))
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let answer = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            !answer.contains("<Dial") && answer.contains("<Hangup"),
+            "call {i}: ended, not rung again: {answer}"
+        );
+    }
+    assert!(matches!(
+        state.call_log_breaker.lock().unwrap().state(),
+        BreakerState::Open { .. }
+    ));
+    gate.send(true).unwrap();
+}

@@ -83,10 +83,20 @@ impl Refusal {
 }
 
 /// Opens the store a database URL names (`sqlite://PATH` or `postgres://…`), creating and
-/// migrating it if needed.
+/// migrating it if needed. On PostgreSQL, events the database cannot take are kept in memory
+/// only: a node that serves calls opens its store with [`open_with`] and a spool directory.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, None).await
+}
+
+/// [`open`], and on PostgreSQL events the database cannot take are also kept on this node's
+/// disk in `spool_dir` until they are written (SQLite keeps its spool beside its database file).
+pub async fn open_with(
+    url: &str,
+    spool_dir: Option<&std::path::Path>,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(postgres::open(url).await?));
+        return Ok(Arc::new(postgres::open(url, spool_dir).await?));
     }
     if let Some(rest) = url
         .strip_prefix("sqlite://")
@@ -131,10 +141,7 @@ pub fn redact(url: &str) -> String {
 
 /// How keys are kept: hex SHA-256.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// Timestamps are stored as fixed-width RFC 3339 UTC text, so text order is time order.

@@ -7,6 +7,7 @@
 //! append waiting and sends the commit's statements pipelined: a commit costs a few round trips
 //! however many calls it holds.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,6 +22,7 @@ mod error;
 mod keys;
 mod migrate;
 mod rules;
+mod spool;
 mod writer;
 
 pub use copy::{CopyProgress, CopyReport, copy_from_sqlite};
@@ -31,11 +33,19 @@ use crate::{Layered, StoreError, WriterStats};
 const READERS: usize = 8;
 
 /// Connects to the database `url` names, applies dialtone's migrations, and starts the writer.
-pub async fn open(url: &str) -> Result<Layered, StoreError> {
+/// With a `spool_dir`, events the database cannot take are also kept on this node's disk there
+/// ([`spool`]), and what earlier runs left there is written back first.
+pub async fn open(url: &str, spool_dir: Option<&Path>) -> Result<Layered, StoreError> {
     let readers = pool(url, READERS)?;
     migrate::migrate(&readers).await?;
     let counters = Arc::new(Counters::default());
-    let log = writer::GroupCommit::start(pool(url, 1)?, counters.clone());
+    let spool = match spool_dir {
+        Some(dir) => Some(spool::Spool::adopt(dir).map_err(|e| {
+            StoreError::Invalid(format!("the spool directory {}: {e}", dir.display()))
+        })?),
+        None => None,
+    };
+    let log = writer::GroupCommit::start(pool(url, 1)?, counters.clone(), spool);
     Ok(Layered::new(
         Arc::new(log),
         Arc::new(PgReads { pool: readers }),
@@ -64,6 +74,7 @@ struct Counters {
     commits: AtomicU64,
     failed_commits: AtomicU64,
     spooled: AtomicU64,
+    spilled_bytes: AtomicU64,
 }
 
 impl Counters {
@@ -73,6 +84,7 @@ impl Counters {
             commits: self.commits.load(Ordering::Relaxed),
             failed_commits: self.failed_commits.load(Ordering::Relaxed),
             spooled: self.spooled.load(Ordering::Relaxed),
+            spilled_bytes: self.spilled_bytes.load(Ordering::Relaxed),
             ..WriterStats::default()
         }
     }

@@ -114,6 +114,11 @@ struct ServeArgs {
     /// Companies, trackers, flows and carrier accounts (TOML). Without it, --demo's built-in one.
     #[arg(long, env = "DIALTONE_CONFIG")]
     config: Option<PathBuf>,
+    /// On PostgreSQL: the directory where this node keeps, on its own disk, the events the
+    /// database cannot take while it is unreachable, until they are written back (nodes may
+    /// share it). SQLite keeps its spool beside its database file.
+    #[arg(long, env = "DIALTONE_SPOOL_DIR", default_value = "dialtone-spool")]
+    spool_dir: PathBuf,
     /// The base URL the carrier reaches this server at, and signs (default http://<listen>).
     #[arg(long, env = "DIALTONE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -505,7 +510,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .load()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("configuration refused")?;
-    let store = dialtone_store::open(&args.database.url())
+    let store = dialtone_store::open_with(&args.database.url(), Some(&args.spool_dir))
         .await
         .with_context(|| format!("opening {}", args.database.shown()))?;
     if args.demo && !store.has_accounts().await? {

@@ -19,37 +19,6 @@ const ARRIVALS_PER_S: f64 = 22.0;
 /// The carrier sets up 20 legs a second: the queue grows by a tenth of a second each second.
 const LIMIT_PER_S: u32 = 20;
 
-/// The demo configuration with the carrier's limit, and the first tracking number ringing the
-/// office straight away: no speech before the dial, one leg, so the carrier's queue at an
-/// instant is the queue dialtone predicts at that instant.
-fn config() -> String {
-    let mut text = demo::CONFIG
-        .replace(
-            "auth_token = \"demo-auth-token\"\n",
-            &format!(
-                "auth_token = \"demo-auth-token\"\ndial_limit = {{ count = {LIMIT_PER_S}, period_s = 1 }}\n"
-            ),
-        )
-        .replacen(
-            "number = \"+14045550100\"\nflow = \"main\"",
-            "number = \"+14045550100\"\nflow = \"direct\"",
-            1,
-        );
-    text.push_str(
-        "\n[companies.flows.direct]\nstart = \"ring\"\n\n[companies.flows.direct.steps.ring]\n\
-         type = \"dial\"\nstrategy = \"simulcall\"\nto = [\"office\"]\nring_timeout_s = 20\n",
-    );
-    text
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// HAProxy in front of the nodes: round robin, health checks every 200 ms, and a request that
 /// found a node dead (refused, or no answer) retried on the other. Retrying an inbound-call
 /// webhook is safe: a call received twice is answered again and logged once.
@@ -77,30 +46,12 @@ fn balancer(dir: &std::path::Path, port: u16, nodes: &[u16]) -> Child {
         .expect("haproxy (bash scripts/test-deps.sh installs it)")
 }
 
-/// Waits until `url` answers 200 (the balancer up, a node back).
-async fn until_up(url: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = client
-            .get(url)
-            .timeout(Duration::from_millis(500))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{url} did not come up");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_behind_a_balancer_lose_no_call_and_share_the_dial_queue() {
     let database = fresh_database("cluster_e2e");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dialtone.toml");
-    std::fs::write(&file, config()).unwrap();
+    std::fs::write(&file, direct_config(Some(LIMIT_PER_S))).unwrap();
     let file = file.to_str().unwrap().to_owned();
     let (port_a, port_b, port_lb) = (free_port(), free_port(), free_port());
     let public = format!("http://127.0.0.1:{port_lb}");

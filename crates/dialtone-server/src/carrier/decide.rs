@@ -11,7 +11,9 @@ use dialtone_core::flow::Flow;
 use dialtone_core::links::Resume;
 use dialtone_twiml::webhook::CallParams;
 
-use super::respond::{BREAKER_REASON, Decision, Dial, Effects, backup_answer, backup_doc};
+use super::respond::{
+    BREAKER_REASON, Decision, Dial, Effects, backup_answer, backup_at, backup_doc,
+};
 use crate::AppState;
 
 /// The inbound-call webhook's decision: the tracker's flow, or backup routing when an operator
@@ -51,7 +53,12 @@ pub(super) fn voice<'c>(
             ..Default::default()
         };
         let answer = backup_answer(Some(t.company), now, reason);
-        (answer, backup_doc(Some(t.company)), vec![], effects)
+        (
+            answer,
+            backup_doc(&state.links, Some(t.company)),
+            vec![],
+            effects,
+        )
     };
     let (answer, doc, turns, effects) = match rule {
         // An operator sent these calls to backup: still tracked and logged, not routed.
@@ -283,7 +290,7 @@ pub(super) fn resume<'c>(
     let backup = |reason: &str| {
         (
             backup_answer(Some(company), now, reason),
-            backup_doc(Some(company)),
+            backup_doc(&state.links, Some(company)),
         )
     };
     let primary_only = Dial {
@@ -292,9 +299,10 @@ pub(super) fn resume<'c>(
         newly_degraded: false,
     };
     if policy_open {
-        let (answer, doc) = backup(BREAKER_REASON);
+        let reached = dial_ended == Some(true);
+        let (answer, doc) = backup_at(&state.links, Some(company), reached, now, BREAKER_REASON);
         events.push(answered(call, now, endpoint, None, answer));
-        decision.effects.dial = Some(primary_only);
+        decision.effects.dial = (!reached).then_some(primary_only);
         decision.doc = doc;
         decision.events = events;
         return Ok(decision);

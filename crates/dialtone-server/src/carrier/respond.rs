@@ -17,6 +17,7 @@ use dialtone_core::backup::Change;
 use dialtone_core::config::{CarrierAccount, Company};
 use dialtone_core::engine;
 use dialtone_core::event::{self, Answer, Event, EventBody, Routing};
+use dialtone_core::links::Links;
 use dialtone_store::{Batch, Fallback, Refusal, Replace, StoreError};
 use dialtone_twiml as twiml;
 
@@ -67,10 +68,12 @@ pub(super) struct Dial {
 }
 
 impl Decision<'_> {
-    /// Backup routing instead: the primary number rung (or, with no company, an apology), the
-    /// same events with backup's answer, backup's effects.
-    fn backup(&self, now: DateTime<Utc>, reason: &str) -> Self {
-        let answer = backup_answer(self.company, now, reason);
+    /// Backup routing instead: the primary number rung (or, with no company, an apology; or,
+    /// when the caller has already talked to someone, the call ended), the same events with
+    /// backup's answer, backup's effects.
+    fn backup(&self, links: &Links, now: DateTime<Utc>, reason: &str) -> Self {
+        let reached = self.effects.dial_ended == Some(true);
+        let (answer, doc) = backup_at(links, self.company, reached, now, reason);
         let events = self
             .events
             .iter()
@@ -84,17 +87,17 @@ impl Decision<'_> {
                 e
             })
             .collect();
-        let legs = usize::from(self.company.is_some());
+        let legs = usize::from(self.company.is_some() && !reached);
         Self {
             endpoint: self.endpoint,
             call_sid: self.call_sid.clone(),
             company: self.company,
             carrier: self.carrier,
-            doc: backup_doc(self.company),
+            doc,
             events,
             turns: self.turns.clone(),
             effects: Effects {
-                dial: Some(Dial {
+                dial: (legs > 0).then_some(Dial {
                     before_s: 0.0,
                     legs,
                     newly_degraded: false,
@@ -108,14 +111,21 @@ impl Decision<'_> {
 
     /// The correction appended after a batch that may commit as it was: one answer saying
     /// backup (the projection then takes back what the flow's answer claimed).
-    fn correction(&self, now: DateTime<Utc>, reason: &str) -> Vec<Event> {
+    fn correction(&self, links: &Links, now: DateTime<Utc>, reason: &str) -> Vec<Event> {
         vec![Event {
             call_sid: self.call_sid.clone(),
             at: now,
             body: EventBody::FlowAnswered(event::FlowAnswered {
                 trigger: self.endpoint.to_owned(),
                 digits: None,
-                answer: backup_answer(self.company, now, reason),
+                answer: backup_at(
+                    links,
+                    self.company,
+                    self.effects.dial_ended == Some(true),
+                    now,
+                    reason,
+                )
+                .0,
             }),
         }]
     }
@@ -133,10 +143,34 @@ pub(super) fn backup_answer(company: Option<&Company>, now: DateTime<Utc>, reaso
     }
 }
 
-pub(super) fn backup_doc(company: Option<&Company>) -> twiml::Response {
+pub(super) fn backup_doc(links: &Links, company: Option<&Company>) -> twiml::Response {
     match company {
-        Some(c) => engine::backup(&c.primary_number),
+        Some(c) => engine::backup_observed(&c.primary_number, links, &c.slug),
         None => engine::not_in_service(),
+    }
+}
+
+/// Backup routing at a point of a call: the primary number rung — unless the caller has
+/// already reached a person (`reached`: the dial that just ended was answered), when the call
+/// ends, as every flow ends it after an answered dial, rather than ringing the primary again
+/// once the conversation is over.
+pub(super) fn backup_at(
+    links: &Links,
+    company: Option<&Company>,
+    reached: bool,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> (Answer, twiml::Response) {
+    if reached {
+        let ended = twiml::Response {
+            verbs: vec![twiml::Verb::Hangup],
+        };
+        (backup_answer(None, now, reason), ended)
+    } else {
+        (
+            backup_answer(company, now, reason),
+            backup_doc(links, company),
+        )
     }
 }
 
@@ -186,7 +220,7 @@ pub(super) async fn respond(
         ),
     };
     record(state, now, false);
-    let backup = d.backup(now, &failure);
+    let backup = d.backup(&state.links, now, &failure);
     match fallback.replace(backup.events.clone()) {
         Replace::Replaced => {}
         // The commit landed as the wait ran out: the flow's answer is durable after all.
@@ -196,7 +230,10 @@ pub(super) async fn respond(
             return xml(&d.doc);
         }
         Replace::Writing => {
-            append_in_background(state, signed(d.correction(now, &failure), signed_by));
+            append_in_background(
+                state,
+                signed(d.correction(&state.links, now, &failure), signed_by),
+            );
         }
         Replace::Dropped => append_in_background(state, signed(backup.events.clone(), signed_by)),
     }

@@ -482,7 +482,7 @@ async fn verify(
         backup_rules,
         dni_sessions,
         round_robin,
-        events_sha256: pg.iter().map(|b| format!("{b:02x}")).collect(),
+        events_sha256: hex::encode(pg),
     })
 }
 

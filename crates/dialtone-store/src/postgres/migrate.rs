@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_call_log.sql"),
     include_str!("../../migrations/postgres/0002_copy.sql"),
     include_str!("../../migrations/postgres/0003_claims.sql"),
+    include_str!("../../migrations/postgres/0004_spools.sql"),
 ];
 
 /// The advisory lock migrations hold (any fixed number; "dialtone" in ASCII).

@@ -1,8 +1,9 @@
 //! The group-commit writer on PostgreSQL: one task takes whatever appends wait in its queue and
 //! writes them in one transaction, its statements sent pipelined (all at once, in order), then
 //! acknowledges them all after the commit. A failed commit keeps its batches, in order, at the
-//! front of the queue (in memory here: see ARCHITECTURE.md), and a commit whose answer was lost
-//! is looked up by its transaction id rather than written twice.
+//! front of the queue, and in the node's spool file once their requests have answered
+//! ([`super::spool`]); a commit whose answer was lost is looked up by its transaction id rather
+//! than written twice.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -11,12 +12,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool, Transaction};
 use dialtone_core::event::{CallReceived, Event, EventBody};
 use tokio_postgres::types::ToSql;
 
+use super::spool::{Mark, SPILL_AFTER, Spool};
 use super::{Counters, error};
 use crate::fallback::End;
 use crate::projection::{
@@ -34,10 +36,29 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer task, with a pool of its own (one connection).
-    pub(super) fn start(pool: Pool, counters: Arc<Counters>) -> Self {
+    /// Starts the writer task, with a pool of its own (one connection), and the spool (if the
+    /// node has one) with what earlier runs left in it, written back first.
+    pub(super) fn start(
+        pool: Pool,
+        counters: Arc<Counters>,
+        spool: Option<(Spool, Vec<(Mark, Batch)>)>,
+    ) -> Self {
         let (queue, rx) = flume::bounded::<Append>(QUEUE_BOUND);
-        tokio::spawn(write_loop(pool, rx, counters.clone()));
+        let (spool, left) = match spool {
+            Some((spool, left)) => (Some(spool), left),
+            None => (None, Vec::new()),
+        };
+        let kept = left
+            .into_iter()
+            .map(|(mark, batch)| {
+                Pending::Told(Kept {
+                    batch,
+                    told_at: Instant::now(),
+                    mark: Some(mark),
+                })
+            })
+            .collect();
+        tokio::spawn(write_loop(pool, rx, counters.clone(), kept, spool));
         Self { queue, counters }
     }
 }
@@ -57,14 +78,29 @@ impl EventLog for GroupCommit {
 /// failed (the batch is kept and written later).
 enum Pending {
     Waiting(Append),
-    Told(Batch),
+    Told(Kept),
+}
+
+/// A batch whose caller was told it is not written yet.
+struct Kept {
+    batch: Batch,
+    told_at: Instant,
+    /// Where it is in the spool file, once there.
+    mark: Option<Mark>,
 }
 
 impl Pending {
     fn batch(&self) -> &Batch {
         match self {
             Pending::Waiting(a) => &a.batch,
-            Pending::Told(b) => b,
+            Pending::Told(k) => &k.batch,
+        }
+    }
+
+    fn mark(&self) -> Option<&Mark> {
+        match self {
+            Pending::Waiting(_) => None,
+            Pending::Told(k) => k.mark.as_ref(),
         }
     }
 }
@@ -76,10 +112,23 @@ type Unsure = (i64, usize);
 /// Commits the queue front to back. While batches wait after a failed commit, new appends join
 /// the back of the queue rather than being written ahead of them: a call's events reach the log
 /// in the order they were appended, so a callback is never written before its call.
-async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Counters>) {
-    let mut queue: VecDeque<Pending> = VecDeque::new();
+async fn write_loop(
+    pool: Pool,
+    rx: flume::Receiver<Append>,
+    counters: Arc<Counters>,
+    kept: VecDeque<Pending>,
+    mut spool: Option<Spool>,
+) {
+    let mut queue = kept;
     let mut unsure: Vec<Unsure> = Vec::new();
+    let mut spool_failing = false;
     loop {
+        if let Some(spool) = &mut spool {
+            to_spool(&mut queue, spool, &mut spool_failing);
+            counters
+                .spilled_bytes
+                .store(spool.bytes(), Ordering::Relaxed);
+        }
         if queue.is_empty() {
             match rx.recv_async().await {
                 Ok(a) => queue.push_back(Pending::Waiting(a)),
@@ -110,7 +159,10 @@ async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Count
         let head: Vec<Pending> = queue.drain(..take).collect();
         let batches: Vec<&Batch> = head.iter().map(Pending::batch).collect();
         let events: usize = batches.iter().map(|b| b.events.len()).sum();
-        let attempt = Attempt { unsure: &unsure };
+        let attempt = Attempt {
+            unsure: &unsure,
+            marks: head.iter().map(Pending::mark).collect(),
+        };
         match commit(&pool, &batches, &attempt).await {
             Ok(written) => {
                 counters.events.fetch_add(events as u64, Ordering::Relaxed);
@@ -123,6 +175,9 @@ async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Count
                 }
                 let retried = head.iter().any(|p| matches!(p, Pending::Told(_)));
                 unsure.clear();
+                if let Some(spool) = &mut spool {
+                    spool.written(head.iter().filter_map(Pending::mark));
+                }
                 for (p, r) in head.into_iter().zip(written.results) {
                     match (p, r) {
                         (Pending::Waiting(a), r) => {
@@ -164,20 +219,81 @@ async fn write_loop(pool: Pool, rx: flume::Receiver<Append>, counters: Arc<Count
 
 /// Tells every caller still waiting in `queue` that its batch is kept, not written yet.
 fn tell_all(queue: &mut VecDeque<Pending>, error: &StoreError) {
+    let now = Instant::now();
     for p in queue.iter_mut() {
         if matches!(p, Pending::Waiting(_)) {
-            let Pending::Waiting(a) = std::mem::replace(p, Pending::Told(Batch::default())) else {
+            let placeholder = Pending::Told(Kept {
+                batch: Batch::default(),
+                told_at: now,
+                mark: None,
+            });
+            let Pending::Waiting(a) = std::mem::replace(p, placeholder) else {
                 continue;
             };
             let _ = a.done.send(Err(error.clone()));
-            *p = Pending::Told(a.batch);
+            *p = Pending::Told(Kept {
+                batch: a.batch,
+                told_at: now,
+                mark: None,
+            });
         }
     }
 }
 
-/// The earlier commits that may have been written.
+/// Appends to the spool file the kept batches at the front of the queue whose requests have had
+/// time to settle what they answered (from then on a request can only append a correction after
+/// its batch). Kept in memory as well, to be written back from there; if the file cannot be
+/// written they stay in memory only, and it is tried again.
+fn to_spool(queue: &mut VecDeque<Pending>, spool: &mut Spool, failing: &mut bool) {
+    let now = Instant::now();
+    let mut due = Vec::new();
+    for (i, p) in queue.iter().enumerate() {
+        match p {
+            Pending::Told(k) if k.mark.is_some() => {}
+            Pending::Told(k) if now.saturating_duration_since(k.told_at) >= SPILL_AFTER => {
+                due.push(i)
+            }
+            _ => break,
+        }
+    }
+    if due.is_empty() {
+        return;
+    }
+    for &i in &due {
+        if let Some(Pending::Told(k)) = queue.get_mut(i)
+            && let Some(fallback) = k.batch.fallback.take()
+            && let Some(replaced) = fallback.spill()
+        {
+            k.batch.events = replaced;
+        }
+    }
+    let batches: Vec<&Batch> = due
+        .iter()
+        .filter_map(|&i| queue.get(i).map(Pending::batch))
+        .collect();
+    match spool.append(&batches) {
+        Ok(marks) => {
+            for (&i, mark) in due.iter().zip(marks) {
+                if let Some(Pending::Told(k)) = queue.get_mut(i) {
+                    k.mark = Some(mark);
+                }
+            }
+            *failing = false;
+        }
+        Err(e) => {
+            if !*failing {
+                tracing::error!(error = %e, "cannot write the spool file: kept events stay in memory only");
+            }
+            *failing = true;
+        }
+    }
+}
+
+/// The earlier commits that may have been written, and where each batch of this one is in the
+/// spool file (if it is).
 struct Attempt<'a> {
     unsure: &'a [Unsure],
+    marks: Vec<Option<&'a Mark>>,
 }
 
 /// A commit that went through: each batch's result, and how many at the front had already been
@@ -244,8 +360,11 @@ async fn commit(
             .ok_or_else(Failure::still_in_doubt)?
     };
     let mut results: Vec<Result<(), StoreError>> = (0..skipped).map(|_| Ok(())).collect();
-    let alone = Attempt { unsure: &[] };
-    for b in &batches[skipped..] {
+    for (i, b) in batches.iter().enumerate().skip(skipped) {
+        let alone = Attempt {
+            unsure: &[],
+            marks: vec![attempt.marks.get(i).copied().flatten()],
+        };
         match in_one_transaction(&mut client, std::slice::from_ref(b), &alone).await {
             Ok(mut w) => results.push(w.results.pop().unwrap_or(Ok(()))),
             Err(f) if f.refused => {
@@ -260,12 +379,14 @@ async fn commit(
     Ok(Written { results, skipped })
 }
 
-/// How many batches at the front the commits in doubt had written, asked of PostgreSQL by
-/// their transaction ids (`txid_status`); `None` while one of them is still in progress.
+/// How many batches at the front earlier commits had written: those in doubt, asked of
+/// PostgreSQL by their transaction ids (`txid_status`; `None` while one of them is still in
+/// progress), and those written back from the spool file, as `dialtone_spools` says.
 async fn already_written(
     tx: &Transaction<'_>,
     attempt: &Attempt<'_>,
 ) -> Result<Option<usize>, tokio_postgres::Error> {
+    let spooled = spooled_written(tx, &attempt.marks).await?;
     let mut written = 0;
     for (xid, n) in attempt.unsure {
         let status: Option<String> = tx
@@ -279,7 +400,55 @@ async fn already_written(
             _ => {}
         }
     }
-    Ok(Some(written))
+    Ok(Some(written.max(spooled)))
+}
+
+/// How many batches at the front an earlier commit wrote back from their spool files.
+async fn spooled_written(
+    tx: &Transaction<'_>,
+    marks: &[Option<&Mark>],
+) -> Result<usize, tokio_postgres::Error> {
+    let ids: Vec<&str> = marks
+        .iter()
+        .flatten()
+        .map(|m| &*m.spool)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let written: HashMap<String, i64> = tx
+        .query(
+            "SELECT id, written FROM dialtone_spools WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    Ok(marks
+        .iter()
+        .take_while(|m| m.is_some_and(|m| written.get(&*m.spool).is_some_and(|w| m.line <= *w)))
+        .count())
+}
+
+/// Records, with the batches, how far each spool file they come from is written back.
+fn spool_written(marks: &[Option<&Mark>]) -> Vec<Op> {
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for m in marks.iter().flatten() {
+        let line = last.entry(&m.spool).or_insert(m.line);
+        *line = (*line).max(m.line);
+    }
+    last.into_iter()
+        .map(|(id, line)| {
+            op(
+                "INSERT INTO dialtone_spools (id, written) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET written = greatest(dialtone_spools.written, excluded.written)",
+                vec![p(id.to_owned()), p(line)],
+            )
+        })
+        .collect()
 }
 
 /// Applies the batches and commits. Each batch's result: written, or refused whole.
@@ -300,7 +469,9 @@ async fn in_one_transaction(
             return Ok(None);
         };
         let skipped = skipped.min(batches.len());
-        let plan = plan(&tx, &batches[skipped..]).await?;
+        let mut plan = plan(&tx, &batches[skipped..]).await?;
+        plan.ops
+            .extend(spool_written(attempt.marks.get(skipped..).unwrap_or(&[])));
         let affected = run(&tx, &plan.ops).await?;
         let outcomes = refresh_outcomes(&tx, &plan.touched).await?;
         Ok::<_, tokio_postgres::Error>(Some((xid, skipped, plan, affected, outcomes)))

@@ -59,6 +59,8 @@ impl Server {
             .args(["serve", "--listen", listen, "--database", url])
             .args(extra)
             .env("RUST_LOG", "warn")
+            // On PostgreSQL, the node's spool beside the test's files, not in the checkout.
+            .env("DIALTONE_SPOOL_DIR", db.with_file_name("spool"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -387,4 +389,102 @@ pub fn fresh_database(name: &str) -> String {
         .expect("a URL")
         .trim()
         .to_owned()
+}
+
+/// A PostgreSQL cluster of the test's own (scripts/postgres.sh with its own directory and
+/// port), for tests that stop it; stopped and removed when dropped.
+pub struct OwnPostgres {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl OwnPostgres {
+    pub fn start(port: u16) -> OwnPostgres {
+        let dir =
+            std::env::temp_dir().join(format!("dialtone-postgres-{}-{port}", std::process::id()));
+        let pg = OwnPostgres { port, dir };
+        pg.script(&["start"]);
+        pg
+    }
+
+    /// Runs scripts/postgres.sh with `args` on this cluster: its output.
+    pub fn script(&self, args: &[&str]) -> String {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .args(args)
+            .env("DIALTONE_PG_DIR", &self.dir)
+            .env("DIALTONE_PG_PORT", self.port.to_string())
+            // This cluster, not the one the other tests share.
+            .env_remove("DIALTONE_TEST_POSTGRES")
+            .output()
+            .expect("scripts/postgres.sh");
+        assert!(
+            out.status.success(),
+            "scripts/postgres.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A fresh, empty database `name` on it: its URL.
+    pub fn database(&self, name: &str) -> String {
+        self.script(&["database", name])
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.script(&["stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The demo configuration with, optionally, a dial limit on the carrier account, and the first
+/// tracking number ringing the office straight away: no speech before the dial, one leg.
+pub fn direct_config(dial_limit_per_s: Option<u32>) -> String {
+    let limit = dial_limit_per_s
+        .map(|n| format!("dial_limit = {{ count = {n}, period_s = 1 }}\n"))
+        .unwrap_or_default();
+    let mut text = dialtone_core::demo::CONFIG
+        .replace(
+            "auth_token = \"demo-auth-token\"\n",
+            &format!("auth_token = \"demo-auth-token\"\n{limit}"),
+        )
+        .replacen(
+            "number = \"+14045550100\"\nflow = \"main\"",
+            "number = \"+14045550100\"\nflow = \"direct\"",
+            1,
+        );
+    text.push_str(
+        "\n[companies.flows.direct]\nstart = \"ring\"\n\n[companies.flows.direct.steps.ring]\n\
+         type = \"dial\"\nstrategy = \"simulcall\"\nto = [\"office\"]\nring_timeout_s = 20\n",
+    );
+    text
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `url` answers 200 (a balancer up, a node back).
+pub async fn until_up(url: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(url)
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not come up");
 }
