@@ -9,12 +9,16 @@
 #   bash scripts/postgres.sh database NAME  # a fresh, empty database NAME on it: its URL
 #   bash scripts/postgres.sh stop
 # DIALTONE_PG_DIR and DIALTONE_PG_PORT run another cluster beside it (the outage test stops one).
+# Its port is 55432 unless another checkout's cluster has it (then a free one from 55450, kept).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 # Under /tmp, not the checkout: the cluster's user must be able to reach it, and a checkout may
 # sit in a directory only its owner can enter. One cluster per checkout.
 dir="${DIALTONE_PG_DIR:-/tmp/dialtone-postgres-$(id -u)-$(printf '%s' "$repo" | sha1sum | cut -c1-10)}"
-port="${DIALTONE_PG_PORT:-55432}"
+# The port: DIALTONE_PG_PORT, else the one this cluster was started on last, else 55432 — or,
+# when something else listens there (another checkout's cluster), the first free one from 55450.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port="${DIALTONE_PG_PORT:-$(cat "$dir/port" 2>/dev/null || echo 55432)}"
 url="postgres://dialtone@127.0.0.1:$port/postgres"
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
@@ -41,6 +45,12 @@ case "${1:-start}" in
   start)
     if ! running; then
       mkdir -p "$dir"
+      if [ -z "${DIALTONE_PG_PORT:-}" ] && listening "$port"; then
+        port=55450 # past the ports the tests' own clusters take (55433…)
+        while listening "$port"; do port=$((port + 1)); done
+        url="postgres://dialtone@127.0.0.1:$port/postgres"
+      fi
+      echo "$port" >"$dir/port"
       [ "$(id -u)" -eq 0 ] && { id dialtone-pg >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin dialtone-pg; chown dialtone-pg "$dir"; }
       if [ ! -f "$dir/data/PG_VERSION" ]; then
         as_owner "$bin/initdb" -D "$dir/data" --username=dialtone --auth=trust --encoding=UTF8 \
