@@ -88,7 +88,9 @@ async fn an_operator_sends_one_tracker_to_backup_and_no_one_else_until_it_ends()
     // The billboard's callers ring the office directly, and are still logged.
     let twiml = voice(&server, 2, billboard).await;
     assert!(
-        twiml.contains("<Number>+14045550111</Number>") && !twiml.contains("<Gather"),
+        twiml.contains(">+14045550111</Number>")
+            && twiml.matches("<Number").count() == 1
+            && !twiml.contains("<Gather"),
         "{twiml}"
     );
     let call = server.call(&sid("CA", 2)).await;
@@ -190,7 +192,10 @@ async fn calls_in_backup_routing_keep_their_website_attribution() {
     assert_eq!(code, 0, "{err}");
 
     let twiml = voice(&server, 40, &number).await;
-    assert!(twiml.contains("<Number>+14045550111</Number>"), "{twiml}");
+    assert!(
+        twiml.contains(">+14045550111</Number>") && twiml.matches("<Number").count() == 1,
+        "{twiml}"
+    );
     let call = server.call(&sid("CA", 40)).await;
     assert_eq!(call["routing"], "backup", "{call}");
     assert_eq!(call["source"], "Google Ads");
