@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One dialtone node against two, on one PostgreSQL database, behind HAProxy, on this machine:
 # the inbound-call webhook, every request a new call signed for the balancer's address
-# (`loadgen`), rounds alternating one node / two nodes:
+# (`loadgen`), rounds alternating one node / two nodes (which goes first alternating too):
 # - closed loop: 64 connections for SECONDS, requests per second and the machine's CPU per
 #   request (all cores busy, from /proc/stat: the nodes, PostgreSQL, HAProxy and the load
 #   generator together);
@@ -75,8 +75,12 @@ rated() { # label, ports...
 "$ex/loadgen" --url "$public/twilio/voice" --connections 64 --seconds 2 --first 900000000 >/dev/null 2>&1 || true
 for r in $(seq "$rounds"); do
   echo "round $r/$rounds: 64 connections, ${seconds}s each" >&2
-  run one "$port_a"
-  run two "$port_a" "$port_b"
+  # In turn first, so that neither always meets the database younger (autovacuum, plans).
+  if [ $((r % 2)) = 1 ]; then
+    run one "$port_a"; run two "$port_a" "$port_b"
+  else
+    run two "$port_a" "$port_b"; run one "$port_a"
+  fi
 done
 echo "fixed rate: $rate req/s, ${seconds}s each" >&2
 rated one "$port_a"

@@ -3,7 +3,7 @@
 # the other nodes by NOTIFY, on this machine (ARCHITECTURE.md, "Several nodes", explains the
 # choice these figures made). pgbench, 16 clients, each for SECONDS:
 #   gcra-unlogged  the dial-limit mirror as one hot row (a GCRA step: UPDATE ... RETURNING) in an
-#                  UNLOGGED table, committed without waiting for the WAL
+#                  UNLOGGED table (its commits write no WAL to wait for)
 #   gcra-logged    the same row in a logged table, synchronous_commit on (PostgreSQL's default)
 #   notify         one pg_notify of a 120-byte message per transaction, as a node would tell the
 #                  others of each dial if it did not batch them
@@ -26,10 +26,7 @@ INSERT INTO gcra_unlogged VALUES ('AC1', now());
 INSERT INTO gcra_logged VALUES ('AC1', now());
 SQL
 cat >"$work/gcra-unlogged.sql" <<'SQL'
-BEGIN;
-SET LOCAL synchronous_commit = off;
 UPDATE gcra_unlogged SET tat = greatest(tat, now()) + interval '50 milliseconds' WHERE account = 'AC1' RETURNING tat;
-COMMIT;
 SQL
 cat >"$work/gcra-logged.sql" <<'SQL'
 UPDATE gcra_logged SET tat = greatest(tat, now()) + interval '50 milliseconds' WHERE account = 'AC1' RETURNING tat;
