@@ -21,6 +21,7 @@ mod dni;
 mod error;
 mod keys;
 mod migrate;
+mod plan;
 mod rules;
 mod spool;
 mod writer;

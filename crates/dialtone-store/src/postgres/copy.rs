@@ -15,7 +15,7 @@ use dialtone_core::event::{Event, EventBody};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
-use super::{error, migrate, pool, writer};
+use super::{error, migrate, plan, pool};
 use crate::{Batch, StoreError, timestamp};
 
 /// Events written per transaction.
@@ -149,9 +149,9 @@ pub async fn copy_from_sqlite(
             ..Batch::default()
         };
         let tx = client.transaction().await?;
-        let plan = writer::plan(&tx, &[&batch]).await?;
-        writer::run(&tx, &plan.ops).await?;
-        writer::refresh_outcomes(&tx, &plan.touched).await?;
+        let plan = plan::plan(&tx, &[&batch]).await?;
+        plan::run(&tx, &plan.ops).await?;
+        plan::refresh_outcomes(&tx, &plan.touched).await?;
         tx.execute(
             "INSERT INTO dialtone_copy (source, events_through) VALUES ($1, $2)
              ON CONFLICT (source) DO UPDATE SET events_through = excluded.events_through",
