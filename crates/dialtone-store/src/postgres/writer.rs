@@ -485,17 +485,24 @@ async fn in_one_transaction(
 ) -> Result<Written, Failure> {
     let tx = client.transaction().await.map_err(Failure::before_commit)?;
     let written = async {
-        // This transaction's id: if the answer to its COMMIT is lost, the next commit asks
-        // whether it committed.
-        let xid: i64 = tx
-            .query_one("SELECT txid_current()", &[])
-            .await?
-            .try_get(0)?;
-        let Some(skipped) = already_written(&tx, attempt).await? else {
+        // This transaction's id (if the answer to its COMMIT is lost, the next commit asks
+        // whether it committed), asked in the same round trip as the reads the plan needs.
+        let xid = async {
+            tx.query_one("SELECT txid_current()", &[])
+                .await?
+                .try_get::<_, i64>(0)
+        };
+        let planned = async {
+            let Some(skipped) = already_written(&tx, attempt).await? else {
+                return Ok(None);
+            };
+            let skipped = skipped.min(batches.len());
+            Ok(Some((skipped, plan(&tx, &batches[skipped..]).await?)))
+        };
+        let (xid, planned) = tokio::try_join!(xid, planned)?;
+        let Some((skipped, mut plan)) = planned else {
             return Ok(None);
         };
-        let skipped = skipped.min(batches.len());
-        let mut plan = plan(&tx, &batches[skipped..]).await?;
         plan.ops
             .extend(spool_written(attempt.marks.get(skipped..).unwrap_or(&[])));
         let affected = run(&tx, &plan.ops).await?;
