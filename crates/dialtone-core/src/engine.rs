@@ -242,20 +242,30 @@ pub fn backup(primary: &PhoneNumber) -> twiml::Response {
 pub fn backup_observed(primary: &PhoneNumber, links: &Links, company: &str) -> twiml::Response {
     twiml::Response {
         verbs: vec![twiml::Verb::Dial(twiml::Dial {
-            targets: vec![twiml::DialTarget::Number(twiml::Number {
-                number: primary.to_string(),
-                status_callback: Some(links.leg_status(company)),
-                status_callback_event: vec![
-                    twiml::CallEvent::Initiated,
-                    twiml::CallEvent::Ringing,
-                    twiml::CallEvent::Answered,
-                    twiml::CallEvent::Completed,
-                ],
-                ..Default::default()
-            })],
+            targets: vec![observed(primary, links.leg_status(company), None)],
             ..Default::default()
         })],
     }
+}
+
+/// A number dialed with every status callback of its leg (and, optionally, a whisper).
+fn observed(
+    number: &PhoneNumber,
+    leg_status: String,
+    whisper: Option<String>,
+) -> twiml::DialTarget {
+    twiml::DialTarget::Number(twiml::Number {
+        number: number.to_string(),
+        url: whisper,
+        status_callback: Some(leg_status),
+        status_callback_event: vec![
+            twiml::CallEvent::Initiated,
+            twiml::CallEvent::Ringing,
+            twiml::CallEvent::Answered,
+            twiml::CallEvent::Completed,
+        ],
+        ..Default::default()
+    })
 }
 
 /// For numbers dialtone does not track.
@@ -485,20 +495,7 @@ impl<'a> Run<'a> {
         let leg_status = self.links.leg_status(company);
         let targets = now_ringing
             .iter()
-            .map(|number| {
-                twiml::DialTarget::Number(twiml::Number {
-                    number: number.to_string(),
-                    url: whisper.clone(),
-                    status_callback: Some(leg_status.clone()),
-                    status_callback_event: vec![
-                        twiml::CallEvent::Initiated,
-                        twiml::CallEvent::Ringing,
-                        twiml::CallEvent::Answered,
-                        twiml::CallEvent::Completed,
-                    ],
-                    ..Default::default()
-                })
-            })
+            .map(|number| observed(number, leg_status.clone(), whisper.clone()))
             .collect();
         let caller_id = match &dial.caller_id {
             CallerId::Caller => None,

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 mod common;
-use common::{PUBLIC, signed_voice};
+use common::{PUBLIC, signed, signed_voice};
 
 /// The real event log, with appends held until the gate opens: queued at once, as the real
 /// writer's queue takes them, and written when the gate opens whether or not anyone still waits.
@@ -57,18 +57,21 @@ async fn voice(router: &axum::Router, call_sid: &str) -> String {
     String::from_utf8(body.to_vec()).unwrap()
 }
 
-fn sid(n: u64) -> String {
-    format!("CA{n:032x}")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_answered_while_the_call_log_stalled_are_logged_as_backup_and_the_policy_closes_on_its_first_commit()
- {
-    let dir = tempfile::tempdir().unwrap();
+/// The demo on the real SQLite store in `dir`, its appends held while the gate is shut (open at
+/// first if `open`), with a durability budget of 200 ms.
+fn gated_server(
+    dir: &tempfile::TempDir,
+    open: bool,
+) -> (
+    watch::Sender<bool>,
+    Arc<dyn Store>,
+    Arc<AppState>,
+    axum::Router,
+) {
     let db = dir.path().join("dialtone.db");
     let real =
         dialtone_store::sqlite::open(db.to_str().unwrap(), SqliteOptions::default()).unwrap();
-    let (gate, open) = watch::channel(false);
+    let (gate, open) = watch::channel(open);
     let gated = Gated {
         inner: real.log(),
         open,
@@ -88,6 +91,18 @@ async fn calls_answered_while_the_call_log_stalled_are_logged_as_backup_and_the_
     state.durability_budget = Duration::from_millis(200);
     let state = Arc::new(state);
     let router = dialtone_server::router(state.clone());
+    (gate, store, state, router)
+}
+
+fn sid(n: u64) -> String {
+    format!("CA{n:032x}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_answered_while_the_call_log_stalled_are_logged_as_backup_and_the_policy_closes_on_its_first_commit()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, store, state, router) = gated_server(&dir, false);
 
     // Three callers wait out the budget and get the primary number; then the policy opens and
     // the fourth gets it at once, without its flow being run.
@@ -166,12 +181,7 @@ fn dial_answered(twiml: &str, call_sid: &str) -> axum::http::Request<axum::body:
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let signature = dialtone_twiml::compute_signature(demo::AUTH_TOKEN, &url, &params);
-    axum::http::Request::post(url.strip_prefix(PUBLIC).expect("our URL"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-twilio-signature", signature)
-        .body(axum::body::Body::from(dialtone_twiml::encode(&params)))
-        .unwrap()
+    signed(&url, &params)
 }
 
 /// A caller who has talked to someone is not put through to the primary number again because
@@ -180,29 +190,7 @@ fn dial_answered(twiml: &str, call_sid: &str) -> axum::http::Request<axum::body:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_reached_someone_ends_when_the_call_log_fails_at_its_dial_action() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("dialtone.db");
-    let real =
-        dialtone_store::sqlite::open(db.to_str().unwrap(), SqliteOptions::default()).unwrap();
-    let (gate, open) = watch::channel(true);
-    let gated = Gated {
-        inner: real.log(),
-        open,
-    };
-    let store: Arc<dyn Store> = Arc::new(Layered::new(Arc::new(gated), real.reads()));
-    let mut state = AppState::new(
-        config::load("demo", demo::CONFIG, &|_: &str| None).unwrap(),
-        ConfigSource::Builtin {
-            name: demo::CONFIG_NAME,
-            text: demo::CONFIG,
-        },
-        store.clone(),
-        Arc::new(SystemClock),
-        Links::new(PUBLIC),
-        HashMap::new(),
-    );
-    state.durability_budget = Duration::from_millis(200);
-    let state = Arc::new(state);
-    let router = dialtone_server::router(state.clone());
+    let (gate, _store, state, router) = gated_server(&dir, true);
 
     // Five calls go through the flow while the log works: each rings office and mobile.
     let flows: Vec<String> = futures_util::future::join_all((10..15).map(|n| {

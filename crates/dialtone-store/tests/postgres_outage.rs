@@ -120,27 +120,7 @@ async fn events_appended_while_postgres_is_down_are_written_when_it_is_back() {
     }
     wait_for("the kept events written", || store.stats().spooled == 0).await;
 
-    let calls = next.load(Ordering::Relaxed);
-    let page = store
-        .calls(CallQuery {
-            account: "demo".into(),
-            page: 1,
-            per_page: 1,
-            ..CallQuery::default()
-        })
-        .await
-        .expect("calls");
-    assert_eq!(page.total_records, u64::from(calls), "every call, once");
-    for n in 0..calls {
-        let call = store
-            .call("demo", &sid(n))
-            .await
-            .unwrap()
-            .expect("the call");
-        assert_eq!(call.status.as_deref(), Some("completed"), "call {n}");
-        let timeline = call.events.expect("timeline");
-        assert_eq!(timeline.len(), 2, "call {n}: {timeline:?}");
-    }
+    every_call_once(&store, next.load(Ordering::Relaxed)).await;
     assert!(failed.load(Ordering::Relaxed) > 0);
     drop(store);
     cluster("stop");

@@ -21,15 +21,16 @@ pub fn signed_voice(call_sid: &str, to: &str) -> Request<Body> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let signature = dialtone_twiml::compute_signature(
-        demo::AUTH_TOKEN,
-        &format!("{PUBLIC}/twilio/voice"),
-        &params,
-    );
-    Request::post("/twilio/voice")
+    signed(&format!("{PUBLIC}/twilio/voice"), &params)
+}
+
+/// A POST of `params` to `url` (one of [`PUBLIC`]'s), signed by the demo carrier account.
+pub fn signed(url: &str, params: &[(String, String)]) -> Request<Body> {
+    let signature = dialtone_twiml::compute_signature(demo::AUTH_TOKEN, url, params);
+    Request::post(url.strip_prefix(PUBLIC).expect("one of our URLs"))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-twilio-signature", signature)
-        .body(Body::from(dialtone_twiml::encode(&params)))
+        .body(Body::from(dialtone_twiml::encode(params)))
         .unwrap()
 }
 
