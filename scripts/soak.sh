@@ -3,7 +3,8 @@
 # for DURATION seconds (default an hour) at RATE calls a second (default 200), under a carrier
 # dial limit, with status, leg and recording callbacks (the demo's main flow records, its menu
 # flow takes a key press and dials in turn). Every 10 s it samples the server's resident memory
-# and open descriptors. At the end it checks that every call the carrier placed is in the call
+# (split as the kernel counts it: anonymous, the heap and SQLite's page caches; file-backed; shared,
+# SQLite's WAL index) and open descriptors. At the end it checks that every call the carrier placed is in the call
 # log (0 lost) and that memory and descriptors stayed flat after warm-up (the median of the last
 # quarter under 10 % above the median of the first).
 #
@@ -26,11 +27,12 @@ for _ in $(seq 100); do grep -q 'listening on' "$work/serve.out" 2>/dev/null && 
 url=$(sed -n 's/^listening on //p' "$work/serve.out")
 [ -n "$url" ] || { echo "dialtone did not start:"; cat "$work/serve.err"; exit 1; }
 
-sample() { # elapsed_s → "elapsed,rss_kib,fds"
+sample() { # elapsed_s → "elapsed,rss_kib,fds,anon_kib,file_kib,shmem_kib"
   local rss fds
-  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$server/status")
+  rss=$(awk '/^(VmRSS|RssAnon|RssFile|RssShmem)/ {printf "%s ", $2}' "/proc/$server/status")
   fds=$(ls "/proc/$server/fd" | wc -l)
-  echo "$1,$rss,$fds"
+  set -- "$1" $rss
+  echo "$1,$2,$fds,$3,$4,$5"
 }
 (
   start=$(date +%s)
@@ -70,8 +72,9 @@ routing = dict(db.execute("SELECT routing, count(*) FROM calls GROUP BY 1").fetc
 lost = sorted(placed - logged)
 samples = []
 for line in open(f"{work}/samples.csv"):
-    t, rss, fds = line.strip().split(",")
-    samples.append({"t": t, "rss_mib": int(rss) / 1024, "fds": int(fds)})
+    t, rss, fds, anon, file, shmem = line.strip().split(",")
+    samples.append({"t": t, "rss_mib": int(rss) / 1024, "fds": int(fds), "anon_mib": int(anon) / 1024,
+                    "file_mib": int(file) / 1024, "shmem_mib": int(shmem) / 1024})
 timed = [s for s in samples if s["t"] != "end"]
 # Warm-up: the first tenth of the run (at least a minute). Growth compares the median of the first
 # quarter after it with the median of the last quarter: descriptors follow the calls in flight
@@ -87,11 +90,13 @@ def growth(key):
     return first, last, max(s[key] for s in warm), round(100 * (last - first) / max(first, 1), 1)
 rss0, rss1, rss_peak, rss_growth = growth("rss_mib")
 fd0, fd1, fd_peak, fd_growth = growth("fds")
+parts = {k: dict(zip(("first_quarter_median", "last_quarter_median", "peak", "growth_pct"),
+                     (round(x, 1) for x in growth(f"{k}_mib")))) for k in ("anon", "file", "shmem")}
 summary = {
     "duration_s": duration, "rate": rate, "calls_placed": len(placed), "calls_logged": len(placed & logged),
     "calls_lost": len(lost), "routing": routing,
     "rss_mib": {"first_quarter_median": round(rss0, 1), "last_quarter_median": round(rss1, 1),
-                "peak": round(rss_peak, 1), "growth_pct": rss_growth},
+                "peak": round(rss_peak, 1), "growth_pct": rss_growth, "parts": parts},
     "fds": {"first_quarter_median": fd0, "last_quarter_median": fd1, "peak": fd_peak, "growth_pct": fd_growth},
     "carrier": json.load(open(f"{work}/carrier.json")) if open(f"{work}/carrier.json").read().strip() else None,
     "healthz": json.loads(health) if health else None,
@@ -100,6 +105,7 @@ json.dump({"summary": summary, "samples": samples, "lost": lost[:100]}, open(out
 print(f"placed {len(placed)} calls in {duration}s at {rate}/s; logged {summary['calls_logged']}; lost {len(lost)}; routing {routing}")
 r, f = summary["rss_mib"], summary["fds"]
 print(f"RSS after warm-up: median {r['first_quarter_median']} MiB in the first quarter, {r['last_quarter_median']} MiB in the last (growth {r['growth_pct']} %), peak {r['peak']} MiB")
+print("  of which " + "; ".join(f"{k} {p['first_quarter_median']} → {p['last_quarter_median']} MiB" for k, p in parts.items()))
 print(f"descriptors: median {f['first_quarter_median']} in the first quarter, {f['last_quarter_median']} in the last (growth {f['growth_pct']} %), peak {f['peak']}")
 ok = not lost and r["growth_pct"] < 10 and f["growth_pct"] < 10
 print("soak: " + ("ok" if ok else "FAILED") + f"; written to {out}")

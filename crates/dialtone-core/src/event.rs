@@ -87,8 +87,9 @@ pub struct CallReceived {
     /// The website visitor the call is attributed to (calls to a DNI pool number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution: Option<Box<CallAttribution>>,
-    /// Whether the caller had never called the company before (unknown for calls logged before
-    /// dialtone tracked it).
+    /// Whether the caller had never called the company before. Left unset when the call is
+    /// received: the call log decides it as it writes the call, from the calls it holds (events
+    /// logged by earlier versions carry the answer their node's memory gave).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_call: Option<bool>,
 }

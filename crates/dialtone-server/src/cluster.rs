@@ -37,7 +37,8 @@ pub enum Message {
         number: String,
         at: chrono::DateTime<chrono::Utc>,
     },
-    /// A first call: the (company, caller) key [`crate::dni::Callers`] keeps.
+    /// A first call, as nodes before first calls moved into the call log told each other: read
+    /// and ignored, so a rolling upgrade logs no unreadable messages.
     #[serde(rename = "caller")]
     Caller { k: u64 },
     /// Round-robin counter `k` has reached `n` turns.
@@ -151,7 +152,7 @@ async fn apply(state: &Arc<AppState>, message: Message) {
             }
             Err(e) => tracing::warn!(error = %e, "another node's DNI session could not be read"),
         },
-        Message::Caller { k } => state.callers.insert_key(k),
+        Message::Caller { .. } => {}
         Message::Turn { k, n } => state.turns.seen(&k, n),
         Message::Reload { allow_removals } => match state.reload(allow_removals).await {
             Ok(summary) => tracing::info!(

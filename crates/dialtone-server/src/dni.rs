@@ -4,8 +4,7 @@
 //! free number; the handler makes each lease durable before it answers (see `snippet.rs`).
 //! Pools follow the configuration: a pool whose numbers changed is rebuilt from the sessions.
 
-use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
@@ -852,54 +851,4 @@ fn s_by_client<'a>(
     client: &str,
 ) -> Option<&'a Vec<u64>> {
     by_client.get(&(key.0.clone(), key.1.clone(), client.to_owned()))
-}
-
-/// Who has called which company before, to tell first calls from repeat ones. In memory (a
-/// 64-bit hash per caller and company), loaded from the call log at startup.
-#[derive(Default)]
-pub struct Callers(Mutex<HashSet<u64>>);
-
-impl Callers {
-    /// The key of (company, caller): the first 8 bytes of a SHA-256, the same on every node and
-    /// every build (nodes tell each other keys; std's hasher may change between releases).
-    fn key(company: &str, caller: &str) -> u64 {
-        let digest = Sha256::new()
-            .chain_update(company.as_bytes())
-            .chain_update([0])
-            .chain_update(caller.as_bytes())
-            .finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        u64::from_le_bytes(first)
-    }
-
-    pub fn load(&self, pairs: impl IntoIterator<Item = (String, String)>) {
-        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        set.extend(pairs.into_iter().map(|(c, n)| Self::key(&c, &n)));
-    }
-
-    /// Whether `caller` has never called `company`.
-    pub fn is_first(&self, company: &str, caller: &str) -> bool {
-        !self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&Self::key(company, caller))
-    }
-
-    /// `caller` has called `company` (once the call is logged): its key, if this was the first
-    /// call (for the other nodes).
-    pub fn remember(&self, company: &str, caller: &str) -> Option<u64> {
-        let key = Self::key(company, caller);
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key)
-            .then_some(key)
-    }
-
-    /// Another node's first call.
-    pub fn insert_key(&self, key: u64) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
-    }
 }

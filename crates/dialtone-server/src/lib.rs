@@ -155,8 +155,6 @@ pub struct AppState {
     pub backup_rules: ArcSwap<Vec<dialtone_core::backup::BackupRule>>,
     /// DNI pools, sessions and returning visitors.
     pub dni: dni::Dni,
-    /// Who has called which company: first calls vs repeat callers.
-    pub callers: dni::Callers,
     /// The automatic backup policy for a failing call log.
     pub call_log_breaker: Mutex<dialtone_core::backup::Breaker>,
     /// How long a webhook waits for its events to be durable before it answers backup routing
@@ -194,7 +192,6 @@ impl AppState {
             admission: Default::default(),
             backup_rules: Default::default(),
             dni: Default::default(),
-            callers: Default::default(),
             call_log_breaker: Default::default(),
             durability_budget: std::time::Duration::from_secs(3),
             metrics_token: None,
@@ -238,13 +235,12 @@ impl AppState {
         Ok(())
     }
 
-    /// Loads what the store remembers of DNI sessions and callers (at startup).
+    /// Loads what the store remembers of DNI sessions (at startup).
     pub async fn restore_visitors(&self) -> Result<(), dialtone_store::StoreError> {
         let now = self.clock.now();
         let since = now - chrono::Duration::days(dni::VISITOR_MEMORY_DAYS);
         let (sessions, next_id) = self.store.dni_sessions(since).await?;
         self.dni.restore(sessions, next_id, now);
-        self.callers.load(self.store.callers().await?);
         Ok(())
     }
 

@@ -171,7 +171,7 @@ pub fn install() -> Option<PrometheusHandle> {
             );
             metrics::describe_counter!(
                 CLUSTER_MESSAGES,
-                "Messages between the nodes on one database (shared dial queue, legs, callers, turns), by direction."
+                "Messages between the nodes on one database (shared dial queue, legs, leases, turns), by direction."
             );
             metrics::describe_counter!(
                 CLUSTER_DROPPED,

@@ -210,12 +210,17 @@ async fn legs_callers_and_turns_are_shared() {
         .unwrap()
         .clone();
 
-    // A caller's first call, on a: b knows them afterwards.
-    a.voice("CA00000000000000000000000000000001", "+14045550100")
-        .await;
-    b.caught_up(&a).await;
-    assert!(!b.state.callers.is_first("acme-plumbing", "+17705550123"));
-    assert!(b.state.callers.is_first("acme-plumbing", "+17705550999"));
+    // A caller's first call, on a: their next, on b, is a repeat call.
+    let (first, next) = (
+        "CA00000000000000000000000000000001",
+        "CA00000000000000000000000000000002",
+    );
+    a.voice(first, "+14045550100").await;
+    b.voice(next, "+14045550100").await;
+    for (sid, node, first_call) in [(first, &a, true), (next, &b, false)] {
+        let call = node.state.store.call("demo", sid).await.unwrap().unwrap();
+        assert_eq!(call.first_call, Some(first_call), "{sid}");
+    }
 
     // Legs: up on a, counted on b; down on b, gone on a.
     for leg in [

@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0004_backup_rules.sql"),
     include_str!("../migrations/sqlite/0005_dni.sql"),
     include_str!("../migrations/sqlite/0006_operator_keys.sql"),
+    include_str!("../migrations/sqlite/0007_first_calls.sql"),
 ];
 const READERS: usize = 3;
 

@@ -44,8 +44,6 @@ pub trait CallLog: Send + Sync + 'static {
     ) -> Result<CallsAfter, StoreError>;
     /// One call of `account`, with its legs and every event; `None` for another account's.
     async fn call(&self, account: &str, sid: &str) -> Result<Option<Call>, StoreError>;
-    /// Every (company, caller number) that has called, to tell first calls from repeat ones.
-    async fn callers(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Calls received since `since` per (carrier account sid, tracking number), for `accounts`'
     /// companies: what a configuration change would stop routing.
     async fn traffic(
@@ -165,10 +163,6 @@ impl CallLog for Layered {
     async fn call(&self, account: &str, sid: &str) -> Result<Option<Call>, StoreError> {
         self.log.flush().await?;
         self.reads.call(account, sid).await
-    }
-    async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.log.flush().await?;
-        self.reads.callers().await
     }
     async fn traffic(
         &self,

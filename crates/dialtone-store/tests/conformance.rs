@@ -579,7 +579,7 @@ async fn backup_rules_live_until_ended_or_expired(backend: Backend) {
     );
 }
 
-async fn traffic_and_callers_count_received_calls(backend: Backend) {
+async fn traffic_counts_received_calls(backend: Backend) {
     let db = backend.fresh().await;
     let store = db.open().await;
     append(&store, (1..=5).map(received).collect()).await;
@@ -591,10 +591,51 @@ async fn traffic_and_callers_count_received_calls(backend: Backend) {
     assert_eq!(traffic[0].carrier_account_sid, "AC1");
     assert_eq!(traffic[0].tracking_number, "+14045550150");
     assert_eq!(traffic[0].calls, 3);
-    assert_eq!(
-        store.callers().await.unwrap(),
-        vec![("acme-plumbing".to_owned(), "+17705550123".to_owned())]
-    );
+}
+
+/// Call `n` from `caller` to `company`, its first-call flag as the node sent it.
+fn call_from(n: u32, company: &str, caller: &str, first_call: Option<bool>) -> Event {
+    let mut e = received(n);
+    if let EventBody::CallReceived(c) = &mut e.body {
+        c.company = company.into();
+        c.caller = caller.into();
+        c.first_call = first_call;
+    }
+    e
+}
+
+async fn first_calls_are_decided_by_the_log_as_it_writes(backend: Backend) {
+    let db = backend.fresh().await;
+    let store = db.open().await;
+    let (a, b) = ("+17705550101", "+17705550102");
+    // One commit: the second call from `a` to acme finds the first, written just before it.
+    append(
+        &store,
+        vec![
+            call_from(1, "acme", a, None),
+            call_from(2, "acme", a, None),
+            call_from(3, "acme", b, None),
+            call_from(4, "other", a, None),
+            call_from(5, "", a, None),
+        ],
+    )
+    .await;
+    // Later commits, one from another node on the same database; an event from an older
+    // version keeps the answer its node gave.
+    let other_node = db.open().await;
+    append(&other_node, vec![call_from(6, "acme", b, None)]).await;
+    append(&store, vec![call_from(7, "other", b, None)]).await;
+    append(&store, vec![call_from(8, "acme", a, Some(true))]).await;
+
+    let mut first = Vec::new();
+    for n in 1..=8 {
+        // Each node finds what it wrote (a SQLite store indexes its own recent sids).
+        let node = if n == 6 { &other_node } else { &store };
+        let call = node.call("demo", &sid(n)).await.unwrap();
+        first.push(call.and_then(|c| c.first_call));
+    }
+    let (yes, no) = (Some(true), Some(false));
+    assert_eq!(first, vec![yes, no, yes, yes, None, no, yes, yes]);
 }
 
 async fn concurrent_appends_are_all_durable_for_the_next_node(backend: Backend) {
@@ -683,7 +724,8 @@ crate::on_both_backends!(
     dni_leases_start_renew_and_end,
     api_keys_are_found_by_the_key_only,
     backup_rules_live_until_ended_or_expired,
-    traffic_and_callers_count_received_calls,
+    traffic_counts_received_calls,
+    first_calls_are_decided_by_the_log_as_it_writes,
     concurrent_appends_are_all_durable_for_the_next_node,
     date_filters_include_the_whole_end_date,
 );

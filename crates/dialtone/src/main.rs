@@ -571,7 +571,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state
         .restore_visitors()
         .await
-        .context("reading DNI sessions and callers")?;
+        .context("reading DNI sessions")?;
     for rule in state.backup_rules.load().iter() {
         tracing::warn!(id = rule.id, scope = ?rule.scope, percent = rule.percent, until = %rule.expires_at, reason = %rule.reason, "backup routing rule in force");
     }

@@ -40,7 +40,6 @@ pub(super) fn voice<'c>(
         &call.call_sid,
         now,
     );
-    let caller = Some((t.company.slug.clone(), call.from.clone()));
     let backup = |reason: &str, received: &'static str| {
         let effects = Effects {
             dial: Some(Dial {
@@ -48,7 +47,6 @@ pub(super) fn voice<'c>(
                 legs: 1,
                 newly_degraded: false,
             }),
-            caller: caller.clone(),
             received: Some(received),
             ..Default::default()
         };
@@ -84,7 +82,6 @@ pub(super) fn voice<'c>(
             let outcome = engine::start(&engine_call, &state.links, &state.turns);
             let effects = Effects {
                 dial: Some(dial_of(&outcome, outcome.degraded.is_some())),
-                caller,
                 received: Some("normal"),
                 ..Default::default()
             };
@@ -156,7 +153,9 @@ fn untracked<'c>(call: &CallParams, now: DateTime<Utc>, policy_open: bool) -> De
 
 /// The inbound call to `t`'s number, logged with `answer`, attributed to the website visitor
 /// holding the number when it is a DNI pool's (also when the call goes to backup routing: the
-/// visit was tracked all along).
+/// visit was tracked all along). Whether it is the caller's first call to the company the call
+/// log decides as it writes the call (`first_call` is left unset here): the log holds every
+/// caller, on every node, and no node keeps them in memory.
 fn received(
     state: &AppState,
     config: &Config,
@@ -177,7 +176,6 @@ fn received(
     if t.tracker.kind == TrackerKind::Session {
         received.attribution = state.dni.attribute(config, t, &call.to, now).map(Box::new);
     }
-    received.first_call = Some(state.callers.is_first(&t.company.slug, &call.from));
     received
 }
 

@@ -4,7 +4,7 @@
 //! A [`Decision`] is what a webhook decided (pure: nothing has happened yet): the TwiML, the
 //! events that say so, and the in-memory effects of answering it. [`respond`] appends the events
 //! in one batch and waits until they are durable; only then are the effects applied — so the
-//! admission mirror, the first-caller set and the metrics follow the answer that was actually
+//! admission mirror, the round-robin turns and the metrics follow the answer that was actually
 //! given. If the call log cannot confirm in time, the caller gets backup routing, the log is
 //! corrected to say so (the batch's [`Fallback`]), and the effects are backup's.
 
@@ -52,8 +52,6 @@ pub(super) struct Effects {
     pub dial: Option<Dial>,
     /// A dial ended, as the carrier reported to its action URL (answered or not).
     pub dial_ended: Option<bool>,
-    /// The caller is remembered as having called the company: (company, caller).
-    pub caller: Option<(String, String)>,
     /// A new inbound call, counted by how it was routed.
     pub received: Option<&'static str>,
 }
@@ -289,11 +287,6 @@ fn apply(state: &AppState, d: &Decision<'_>) {
     let now = state.clock.now();
     if let Some(routing) = d.effects.received {
         metrics::counter!(CALLS_RECEIVED, "routing" => routing).increment(1);
-    }
-    if let Some((company, caller)) = &d.effects.caller
-        && let Some(k) = state.callers.remember(company, caller)
-    {
-        state.cluster.send(&Message::Caller { k });
     }
     for (key, turns) in &d.turns {
         state.cluster.send(&Message::Turn {

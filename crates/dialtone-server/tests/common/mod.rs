@@ -71,9 +71,6 @@ mod unreachable_reads {
         async fn call(&self, _: &str, _: &str) -> Result<Option<Call>, StoreError> {
             unreachable()
         }
-        async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
-            unreachable()
-        }
         async fn traffic(
             &self,
             _: &[String],

@@ -276,19 +276,6 @@ impl CallLog for PgReads {
         Ok(Some(call))
     }
 
-    async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let client = self.client().await?;
-        client
-            .query(
-                "SELECT DISTINCT company, caller FROM calls WHERE company <> ''",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
-    }
-
     async fn traffic(
         &self,
         accounts: &[String],

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_copy.sql"),
     include_str!("../../migrations/postgres/0003_claims.sql"),
     include_str!("../../migrations/postgres/0004_spools.sql"),
+    include_str!("../../migrations/postgres/0005_first_calls.sql"),
 ];
 
 /// The advisory lock migrations hold (any fixed number; "dialtone" in ASCII).

@@ -231,16 +231,6 @@ impl CallLog for SqliteReads {
         .await
     }
 
-    async fn callers(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.read(|conn| {
-            Ok(conn
-                .prepare("SELECT DISTINCT company, caller FROM calls WHERE company != ''")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
     async fn traffic(
         &self,
         accounts: &[String],

@@ -147,7 +147,9 @@ fn insert_call(
         "INSERT INTO calls (sid, account, company, tracker, tracker_kind, carrier_account_sid, tracking_number,
             caller, caller_name, forwarded_from, flow, path, routing, routing_reason, started_at, first_answer_at,
             outcome, notice_played, dial_shape, attribution, first_call)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'in_progress', ?17, ?18, ?19, ?20)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'in_progress', ?17, ?18, ?19,
+            coalesce(?20, CASE WHEN ?3 = '' THEN NULL
+                ELSE NOT EXISTS (SELECT 1 FROM calls WHERE company = ?3 AND caller = ?8) END))",
     )?
     .execute(params![
         sid,
