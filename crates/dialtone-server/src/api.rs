@@ -185,21 +185,24 @@ async fn list_calls(
     if !relative && params.contains_key("cursor") {
         return Err(bad("`cursor` needs relative_pagination=true"));
     }
-    let query = CallQuery {
-        account: key.account,
-        company: params.get("company").filter(|v| !v.is_empty()).cloned(),
-        tracker: params.get("tracker").filter(|v| !v.is_empty()).cloned(),
-        outcome,
-        start_date: date(&params, "start_date")?,
-        end_date: date(&params, "end_date")?,
-        page: number(&params, "page", 1, u32::MAX)?,
-        per_page: number(&params, "per_page", 100, 250)?,
-    };
-    if let (Some(s), Some(e)) = (query.start_date, query.end_date)
+    let (start_date, end_date) = (date(&params, "start_date")?, date(&params, "end_date")?);
+    if let (Some(s), Some(e)) = (start_date, end_date)
         && e < s
     {
         return Err(bad("`end_date` is before `start_date`"));
     }
+    // Dates are UTC days here; the end date is included whole.
+    let midnight = |d: NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
+    let query = CallQuery {
+        account: key.account,
+        company: params.get("company").filter(|v| !v.is_empty()).cloned(),
+        tracker: params.get("tracker").filter(|v| !v.is_empty()).cloned(),
+        outcomes: outcome.into_iter().collect(),
+        from: start_date.map(midnight),
+        until: end_date.map(|d| midnight(d.succ_opt().unwrap_or(d))),
+        page: number(&params, "page", 1, u32::MAX)?,
+        per_page: number(&params, "per_page", 100, 250)?,
+    };
     if relative {
         let after = params.get("cursor").map(|c| decode_cursor(c)).transpose()?;
         let per_page = query.per_page;

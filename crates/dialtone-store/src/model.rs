@@ -2,7 +2,7 @@
 //! and calls, sessions, keys and counters as stored, typed. How the API shows them is the
 //! server's business (dialtone-server's `api/views.rs`).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use dialtone_core::dni::Visit;
 use dialtone_core::event::{CallAttribution, Event, Outcome};
 use serde::Serialize;
@@ -67,11 +67,13 @@ pub struct CallQuery {
     pub account: String,
     pub company: Option<String>,
     pub tracker: Option<String>,
-    pub outcome: Option<Outcome>,
-    /// Inclusive, on the UTC date of the call's start.
-    pub start_date: Option<NaiveDate>,
-    /// Inclusive.
-    pub end_date: Option<NaiveDate>,
+    /// Calls that ended in any of these outcomes; every call when empty.
+    pub outcomes: Vec<Outcome>,
+    /// Calls that started at or after this instant (the API decides in which time zone a day
+    /// begins).
+    pub from: Option<DateTime<Utc>>,
+    /// Calls that started before this instant.
+    pub until: Option<DateTime<Utc>>,
     pub page: u32,
     pub per_page: u32,
 }

@@ -229,7 +229,7 @@ async fn outcomes_follow_the_calls_end_in_any_order(backend: Backend) {
     // The outcome filter agrees.
     let missed_only = store
         .calls(CallQuery {
-            outcome: Some(Outcome::Missed),
+            outcomes: vec![Outcome::Missed],
             ..demo_calls()
         })
         .await
@@ -241,6 +241,22 @@ async fn outcomes_follow_the_calls_end_in_any_order(backend: Backend) {
             .map(|c| c.sid.clone())
             .collect::<Vec<_>>(),
         vec![sid(4)]
+    );
+    // Any of several outcomes (CallRail's `missed` counts voicemail too).
+    let missed_or_failed = store
+        .calls(CallQuery {
+            outcomes: vec![Outcome::Missed, Outcome::Failed],
+            ..demo_calls()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        missed_or_failed
+            .calls
+            .iter()
+            .map(|c| c.sid.clone())
+            .collect::<Vec<_>>(),
+        vec![sid(4), sid(2)]
     );
 }
 
@@ -684,10 +700,10 @@ async fn concurrent_appends_are_all_durable_for_the_next_node(backend: Backend) 
     ));
 }
 
-async fn date_filters_include_the_whole_end_date(backend: Backend) {
+async fn time_filters_include_the_start_and_exclude_the_end(backend: Backend) {
     let db = backend.fresh().await;
     let store = db.open().await;
-    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2023, 11, d).unwrap();
+    let day = |d: u32| Utc.with_ymd_and_hms(2023, 11, d, 0, 0, 0).unwrap();
     // Calls at 23:59:59 on the 14th, 00:00:00 and 23:59:59 on the 15th, 00:00:00 on the 16th.
     let midnight_15 = Utc
         .with_ymd_and_hms(2023, 11, 15, 0, 0, 0)
@@ -698,8 +714,8 @@ async fn date_filters_include_the_whole_end_date(backend: Backend) {
     }
     let on_the_15th = store
         .calls(CallQuery {
-            start_date: Some(day(15)),
-            end_date: Some(day(15)),
+            from: Some(day(15)),
+            until: Some(day(16)),
             ..demo_calls()
         })
         .await
@@ -727,5 +743,5 @@ crate::on_both_backends!(
     traffic_counts_received_calls,
     first_calls_are_decided_by_the_log_as_it_writes,
     concurrent_appends_are_all_durable_for_the_next_node,
-    date_filters_include_the_whole_end_date,
+    time_filters_include_the_start_and_exclude_the_end,
 );

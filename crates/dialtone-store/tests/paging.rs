@@ -60,7 +60,7 @@ async fn relative_pages_cover_every_call_once_in_offset_order(backend: Backend) 
     let finished: Vec<_> = (0..23).step_by(2).map(|n| ended(n, "completed")).collect();
     append(&store, finished).await;
     let missed_only = CallQuery {
-        outcome: Some(dialtone_core::event::Outcome::Missed),
+        outcomes: vec![dialtone_core::event::Outcome::Missed],
         ..query(4)
     };
     let pages = walk(&*store, &missed_only).await;

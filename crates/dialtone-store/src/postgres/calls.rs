@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use dialtone_core::event::Outcome;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -41,10 +41,6 @@ impl Filter {
     }
 }
 
-fn midnight(d: NaiveDate) -> DateTime<Utc> {
-    d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
-}
-
 fn call_filter(q: &CallQuery) -> Filter {
     let mut f = Filter {
         sql: "account = $1".to_owned(),
@@ -56,18 +52,17 @@ fn call_filter(q: &CallQuery) -> Filter {
     if let Some(t) = &q.tracker {
         f.add("tracker =", Box::new(t.clone()));
     }
-    if let Some(o) = q.outcome {
-        f.add("outcome =", Box::new(o.as_str().to_owned()));
+    if !q.outcomes.is_empty() {
+        let outcomes: Vec<String> = q.outcomes.iter().map(|o| o.as_str().to_owned()).collect();
+        f.params.push(Box::new(outcomes));
+        f.sql
+            .push_str(&format!(" AND outcome = ANY(${})", f.params.len()));
     }
-    if let Some(d) = q.start_date {
-        f.add("started_at >=", Box::new(midnight(d)));
+    if let Some(from) = q.from {
+        f.add("started_at >=", Box::new(from));
     }
-    if let Some(d) = q.end_date {
-        // Inclusive of the whole end date.
-        f.add(
-            "started_at <",
-            Box::new(midnight(d.succ_opt().unwrap_or(d))),
-        );
+    if let Some(until) = q.until {
+        f.add("started_at <", Box::new(until));
     }
     f
 }

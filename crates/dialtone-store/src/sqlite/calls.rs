@@ -29,18 +29,17 @@ fn call_filter(q: &CallQuery) -> (String, Vec<String>) {
     if let Some(t) = &q.tracker {
         add("tracker =", t.clone());
     }
-    if let Some(o) = q.outcome {
-        add("outcome =", o.as_str().to_owned());
+    if let Some(from) = q.from {
+        add("started_at >=", timestamp(from));
     }
-    if let Some(d) = q.start_date {
-        add("started_at >=", format!("{d}T00:00:00"));
+    if let Some(until) = q.until {
+        add("started_at <", timestamp(until));
     }
-    if let Some(d) = q.end_date {
-        // Inclusive of the whole end date.
-        add(
-            "started_at <",
-            format!("{}T00:00:00", d.succ_opt().unwrap_or(d)),
-        );
+    if !q.outcomes.is_empty() {
+        let first = args.len() + 1;
+        args.extend(q.outcomes.iter().map(|o| o.as_str().to_owned()));
+        let places: Vec<String> = (first..=args.len()).map(|i| format!("?{i}")).collect();
+        filter.push_str(&format!(" AND outcome IN ({})", places.join(", ")));
     }
     (filter, args)
 }
