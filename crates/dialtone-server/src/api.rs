@@ -218,7 +218,7 @@ async fn list_calls(
             for name in names {
                 url.append_pair(name, &params[name]);
             }
-            url.append_pair("cursor", &encode_cursor(c));
+            url.append_pair("cursor", &crate::cursor::encode(c));
             format!("{}/api/v1/calls?{}", state.links.base(), url.finish())
         });
         return Ok(Json(json!({
@@ -233,31 +233,9 @@ async fn list_calls(
     Ok(Json(PageView::from(page)).into_response())
 }
 
-/// Cursors are opaque to clients: the last call's start and sid, base64url-encoded.
-fn encode_cursor(c: &CallCursor) -> String {
-    use base64::Engine;
-    let at = c
-        .started_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}\n{}", c.sid))
-}
-
 fn decode_cursor(s: &str) -> Result<CallCursor, ApiError> {
-    use base64::Engine;
-    let refused = || bad(format!("`cursor` `{s}` is not one this server gave out"));
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| refused())?;
-    let text = String::from_utf8(bytes).map_err(|_| refused())?;
-    let (started_at, sid) = text.split_once('\n').ok_or_else(refused)?;
-    let started_at = chrono::DateTime::parse_from_rfc3339(started_at).map_err(|_| refused())?;
-    if sid.is_empty() {
-        return Err(refused());
-    }
-    Ok(CallCursor {
-        started_at: started_at.with_timezone(&chrono::Utc),
-        sid: sid.to_owned(),
-    })
+    crate::cursor::decode(s)
+        .ok_or_else(|| bad(format!("`cursor` `{s}` is not one this server gave out")))
 }
 
 async fn get_call(

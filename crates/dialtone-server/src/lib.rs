@@ -22,12 +22,14 @@ mod amp;
 mod api;
 mod carrier;
 pub mod cluster;
+mod cursor;
 pub mod dni;
 pub mod listen;
 pub mod reload;
 mod sessions;
 mod snippet;
 pub mod telemetry;
+mod v3;
 
 /// Where time comes from: the system clock when serving, a virtual one in replay.
 pub trait Clock: Send + Sync + 'static {
@@ -260,6 +262,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(carrier::routes())
         .merge(api::routes())
+        .merge(v3::routes())
         .merge(snippet::routes())
         .merge(amp::routes())
         .with_state(state)

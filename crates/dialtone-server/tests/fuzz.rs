@@ -156,6 +156,23 @@ proptest! {
     }
 
     #[test]
+    fn callrail_v3_queries_never_5xx(query in prop_oneof![
+        "\\PC{0,60}",
+        "(page=[0-9a-z-]{0,6}&)*(per_page=[0-9-]{0,5}&)?(date_range=[a-z_0-9]{0,12}&)?(start_date=[0-9T:.+-]{0,26}&)?(end_date=[0-9T:-]{0,12}&)?(time_zone=[A-Za-z/_]{0,20}&)?(answer_status=[a-z]{0,9}&)?(call_type=[a-z_]{0,10}&)?(direction=[a-z]{0,8}&)?(company_id=[A-Za-z-]{0,16}&)?(tracker_id=TRK[0-9a-f]{0,4}&)?(fields=[a-z_,]{0,40}&)?(sort=[a-z_]{0,10}&)?(order=[a-z]{0,4}&)?(relative_pagination=[a-z]{0,5}&)?(offset=[0-9]{0,4}&)?(cursor=[A-Za-z0-9_-]{0,40})?",
+    ], path in prop::sample::select(vec![
+        "/v3/a.json", "/v3/a/ACCdemo.json", "/v3/a/ACCdemo/calls.json", "/v3/a/ACCnobody/calls.json",
+        "/v3/a/ACCdemo/calls/CAL1.json", "/v3/a/ACCdemo/calls/CAL_.json", "/v3/a/ACCdemo/calls/x",
+    ]), quoted in any::<bool>()) {
+        let uri = format!("{path}?{}", query.replace(['#', ' '], "%20"));
+        let key = if quoted { format!("Token token=\"{}\"", demo::API_KEY) } else { format!("Token token={}", demo::API_KEY) };
+        let Ok(req) = Request::get(&uri).header("authorization", key).body(Body::empty()) else {
+            return Ok(()); // not a URI a client could send
+        };
+        let status = status_of(req);
+        prop_assert!(status < 500, "{status} for {uri}");
+    }
+
+    #[test]
     fn dni_requests_never_5xx(body in prop_oneof![
         "\\PC{0,200}",
         ("\\PC{0,12}", "\\PC{0,40}", proptest::option::of("\\PC{0,20}"), proptest::option::of("\\PC{0,30}")).prop_map(|(company, landing, visitor, session)| {
