@@ -31,6 +31,8 @@ pub enum EventBody {
     Recording(RecordingUpdate),
     /// The carrier's status callback for the inbound call.
     CallStatus(CallStatusUpdate),
+    /// Someone changed what the log says of the call through the API (tags, note, lead...).
+    CallModified(CallModified),
 }
 
 /// How a call was routed.
@@ -173,6 +175,54 @@ pub struct RecordingUpdate {
 pub struct CallStatusUpdate {
     pub status: String,
     pub duration_s: Option<u32>,
+}
+
+/// What a person changed of a call (CallRail's call update): each change is the field's new
+/// value, `None` clearing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallModified {
+    /// Who made the change: the API key's account, or `operator`.
+    pub by: String,
+    pub changes: Vec<CallChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallChange {
+    /// The call's tags, all of them.
+    Tags(Vec<String>),
+    Note(Option<String>),
+    /// What the call was worth, a decimal amount (`125.00`).
+    Value(Option<String>),
+    LeadStatus(Option<LeadStatus>),
+    CustomerName(Option<String>),
+    /// Marked as spam: hidden from listings from now on (it cannot be unmarked).
+    Spam,
+}
+
+/// Whether a call was a lead, as someone judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadStatus {
+    GoodLead,
+    NotALead,
+}
+
+impl LeadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadStatus::GoodLead => "good_lead",
+            LeadStatus::NotALead => "not_a_lead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "good_lead" => Some(LeadStatus::GoodLead),
+            "not_a_lead" => Some(LeadStatus::NotALead),
+            _ => None,
+        }
+    }
 }
 
 /// Final outcome of a call, derived from its events.

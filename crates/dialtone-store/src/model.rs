@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use dialtone_core::dni::Visit;
-use dialtone_core::event::{CallAttribution, Event, Outcome};
+use dialtone_core::event::{CallAttribution, Event, LeadStatus, Outcome};
 use serde::Serialize;
 
 use crate::Fallback;
@@ -147,6 +147,13 @@ pub struct Call {
     pub attribution: Option<CallAttribution>,
     /// Whether this was the caller's first call to the company (`None` when unknown).
     pub first_call: Option<bool>,
+    /// What people said of the call (CallRail's call update): its tags, a note, what it was
+    /// worth (a decimal amount), whether it was a lead; spam calls are left out of listings.
+    pub tags: Vec<String>,
+    pub note: Option<String>,
+    pub value: Option<String>,
+    pub lead_status: Option<LeadStatus>,
+    pub spam: bool,
     pub voicemail: bool,
     pub voicemail_url: Option<String>,
     pub recording_url: Option<String>,

@@ -2,7 +2,7 @@
 //! backends' own modules (`sqlite/project.rs`, `postgres/writer.rs`) say it in their SQL.
 
 use dialtone_core::event::{
-    DialEnded, EventBody, FlowAnswered, LegUpdate, RecordingUpdate, Routing,
+    CallChange, DialEnded, EventBody, FlowAnswered, LegUpdate, RecordingUpdate, Routing,
 };
 
 /// The event's type, as stored beside its body.
@@ -14,6 +14,23 @@ pub(crate) fn kind_of(body: &EventBody) -> &'static str {
         EventBody::DialEnded(_) => "dial_ended",
         EventBody::Recording(_) => "recording",
         EventBody::CallStatus(_) => "call_status",
+        EventBody::CallModified(_) => "call_modified",
+    }
+}
+
+/// The `calls` column a person's change sets, and its new value as text (`None`: cleared; tags
+/// as a JSON array; spam as `true`).
+pub(crate) fn change_column(c: &CallChange) -> (&'static str, Option<String>) {
+    match c {
+        CallChange::Tags(t) => (
+            "tags",
+            Some(serde_json::to_string(t).unwrap_or_else(|_| "[]".into())),
+        ),
+        CallChange::Note(n) => ("note", n.clone()),
+        CallChange::Value(v) => ("value", v.clone()),
+        CallChange::LeadStatus(l) => ("lead_status", l.map(|l| l.as_str().to_owned())),
+        CallChange::CustomerName(n) => ("caller_name", n.clone()),
+        CallChange::Spam => ("spam", Some("true".into())),
     }
 }
 

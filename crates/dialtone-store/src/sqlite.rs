@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0005_dni.sql"),
     include_str!("../migrations/sqlite/0006_operator_keys.sql"),
     include_str!("../migrations/sqlite/0007_first_calls.sql"),
+    include_str!("../migrations/sqlite/0008_call_changes.sql"),
 ];
 const READERS: usize = 3;
 

@@ -620,6 +620,80 @@ fn call_from(n: u32, company: &str, caller: &str, first_call: Option<bool>) -> E
     e
 }
 
+async fn what_people_change_of_a_call_is_kept_and_spam_is_not_listed(backend: Backend) {
+    use dialtone_core::event::{CallChange, CallModified, LeadStatus};
+    let db = backend.fresh().await;
+    let store = db.open().await;
+    append(&store, vec![received(1), received(2)]).await;
+    let modified = |s: i64, changes: Vec<CallChange>| {
+        event(
+            1,
+            s,
+            EventBody::CallModified(CallModified {
+                by: "demo".into(),
+                changes,
+            }),
+        )
+    };
+    append(
+        &store,
+        vec![modified(
+            20,
+            vec![
+                CallChange::Tags(vec!["New Client".into(), "VIP".into()]),
+                CallChange::Note(Some("call back Tuesday".into())),
+                CallChange::Value(Some("125.00".into())),
+                CallChange::LeadStatus(Some(LeadStatus::GoodLead)),
+                CallChange::CustomerName(Some("Jane Smith".into())),
+            ],
+        )],
+    )
+    .await;
+    let call = store.call("demo", &sid(1)).await.unwrap().unwrap();
+    assert_eq!(call.tags, vec!["New Client".to_owned(), "VIP".to_owned()]);
+    assert_eq!(call.note.as_deref(), Some("call back Tuesday"));
+    assert_eq!(call.value.as_deref(), Some("125.00"));
+    assert_eq!(call.lead_status, Some(LeadStatus::GoodLead));
+    assert_eq!(call.caller_name.as_deref(), Some("Jane Smith"));
+    assert!(!call.spam);
+    // Cleared, replaced, then marked spam: still there to read, gone from listings.
+    append(
+        &store,
+        vec![modified(
+            21,
+            vec![
+                CallChange::Tags(vec![]),
+                CallChange::Note(None),
+                CallChange::LeadStatus(None),
+                CallChange::Spam,
+            ],
+        )],
+    )
+    .await;
+    let call = store.call("demo", &sid(1)).await.unwrap().unwrap();
+    assert!(call.tags.is_empty() && call.note.is_none() && call.lead_status.is_none());
+    assert_eq!(call.value.as_deref(), Some("125.00"));
+    assert!(call.spam);
+    let listed = store.calls(demo_calls()).await.unwrap();
+    assert_eq!(
+        listed
+            .calls
+            .iter()
+            .map(|c| c.sid.clone())
+            .collect::<Vec<_>>(),
+        vec![sid(2)]
+    );
+    assert_eq!(listed.total_records, 1);
+    let timeline = call.events.unwrap_or_default();
+    assert_eq!(
+        timeline
+            .iter()
+            .filter(|e| e.kind == "call_modified")
+            .count(),
+        2
+    );
+}
+
 async fn first_calls_are_decided_by_the_log_as_it_writes(backend: Backend) {
     let db = backend.fresh().await;
     let store = db.open().await;
@@ -742,6 +816,7 @@ crate::on_both_backends!(
     backup_rules_live_until_ended_or_expired,
     traffic_counts_received_calls,
     first_calls_are_decided_by_the_log_as_it_writes,
+    what_people_change_of_a_call_is_kept_and_spam_is_not_listed,
     concurrent_appends_are_all_durable_for_the_next_node,
     time_filters_include_the_start_and_exclude_the_end,
 );

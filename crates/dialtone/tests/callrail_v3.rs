@@ -166,6 +166,39 @@ async fn callrail_clients_list_and_read_calls_unchanged_but_for_the_base_url() {
     assert_eq!(shown["id"], cal(&sid("CA", 1)));
     assert_eq!(shown["first_call"], true);
     assert_eq!(shown["routing"], "normal");
+
+    // Updates: replaced tags, a note and a lead (callrail-mcp), a tag added and a value
+    // (its client), then pycallrail's update, which clears what it sends as null.
+    let newest = &logged[0];
+    assert_eq!(seen["updated"]["id"], *newest);
+    assert_eq!(seen["updated"]["tags"], json!(["New Client"]));
+    assert_eq!(seen["appended"]["tags"], json!(["New Client", "VIP"]));
+    assert_eq!(seen["appended"]["value"], "1250.50");
+    let after = &seen["after_mcp"];
+    assert_eq!(after["note"], "call back", "{after}");
+    assert_eq!(after["lead_status"], "good_lead", "{after}");
+    assert_eq!(after["formatted_value"], "$1250.50", "{after}");
+    let after = &seen["after_pycallrail"];
+    assert_eq!(
+        after["tags"],
+        json!(["New Client", "VIP", "Callback"]),
+        "{after}"
+    );
+    assert_eq!(after["note"], "left a message", "{after}");
+    assert_eq!(
+        (&after["value"], &after["lead_status"]),
+        (&Value::Null, &Value::Null),
+        "{after}"
+    );
+    // Each update is in the call's timeline.
+    let record = server.call(&format!("CA{}", &newest[3..])).await;
+    let modified = record["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "call_modified")
+        .count();
+    assert_eq!(modified, 3, "{record}");
 }
 
 #[tokio::test]
@@ -227,6 +260,19 @@ async fn a_calls_default_fields_are_callrails_and_fields_adds_only_what_it_names
     assert_eq!(body["total_pages"], 1, "{body}");
 }
 
+/// A PUT of `body` with CallRail's authentication header.
+async fn put(server: &Server, path: &str, key: &str, body: Value) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .put(format!("{}{}", server.url, path))
+        .header("Authorization", format!("Token token=\"{key}\""))
+        .json(&body)
+        .send()
+        .await
+        .expect("v3 request");
+    let code = res.status().as_u16();
+    (code, res.json().await.unwrap_or(Value::Null))
+}
+
 /// A GET with CallRail's authentication header (or none).
 async fn v3(server: &Server, path: &str, key: Option<&str>) -> (u16, Value) {
     let mut req = reqwest::Client::new().get(format!("{}{}", server.url, path));
@@ -261,10 +307,16 @@ async fn each_key_reads_its_own_account_only() {
             let (code, body) = v3(&server, path, Some(&bob)).await;
             assert_eq!(code, 404, "{path}: {body}");
         }
-        // Nor through its own account's path.
+        // Nor through its own account's path; nor can it change the call.
         let theirs = acme_call.replace("ACCdemo", "ACCother");
         let (code, body) = v3(&server, &theirs, Some(&bob)).await;
         assert_eq!(code, 404, "{body}");
+        // (A key that may only read learns no more than that.)
+        let own_path = if admin { 404 } else { 403 };
+        for (path, expected) in [(acme_call.as_str(), 404), (theirs.as_str(), own_path)] {
+            let (code, body) = put(&server, path, &bob, json!({ "note": "mine" })).await;
+            assert_eq!(code, expected, "{path}: {body}");
+        }
         let (code, body) = v3(&server, "/v3/a.json", Some(&bob)).await;
         assert_eq!(code, 200);
         assert_eq!(body["accounts"][0]["id"], "ACCother", "{body}");
@@ -284,6 +336,52 @@ async fn each_key_reads_its_own_account_only() {
             .unwrap();
         assert_eq!(res.status().as_u16(), 200, "{header}");
     }
+    // A key that may only read cannot change a call; the account's admin key can, the operator's
+    // too; a bad update is refused whole.
+    let (code, out, err) = run(&[
+        "keys",
+        "create",
+        "--database",
+        &database,
+        "--config",
+        config.to_str().unwrap(),
+        "--account",
+        "demo",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let reader = out.trim().to_owned();
+    let (code, body) = put(&server, &acme_call, &reader, json!({ "note": "x" })).await;
+    assert_eq!(code, 403, "{body}");
+    for (key, note) in [
+        (demo::API_KEY, "by the admin"),
+        (demo::OPERATOR_KEY, "by the operator"),
+    ] {
+        let (code, body) = put(&server, &acme_call, key, json!({ "note": note })).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let (code, body) = put(
+        &server,
+        &acme_call,
+        demo::API_KEY,
+        json!({ "note": "lost", "lead_status": "maybe" }),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let (_, call) = v3(
+        &server,
+        &format!("{acme_call}?fields=note"),
+        Some(demo::API_KEY),
+    )
+    .await;
+    assert_eq!(call["note"], "by the operator", "{call}");
+    // Marked as spam, the call is hidden.
+    let (code, _) = put(&server, &acme_call, demo::API_KEY, json!({ "spam": true })).await;
+    assert_eq!(code, 200);
+    let (code, _) = v3(&server, &acme_call, Some(demo::API_KEY)).await;
+    assert_eq!(code, 404);
+    let (_, page) = v3(&server, "/v3/a/ACCdemo/calls.json", Some(demo::API_KEY)).await;
+    assert_eq!(page["total_records"], 0, "{page}");
+
     // The operator's key sees every account.
     let (_, body) = v3(&server, "/v3/a.json", Some(demo::OPERATOR_KEY)).await;
     assert_eq!(body["total_records"], 2, "{body}");

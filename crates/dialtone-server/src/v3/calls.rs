@@ -389,6 +389,8 @@ pub async fn show(
         .call(&account, &sid)
         .await
         .map_err(V3Error::internal)?
+        // A call marked as spam is hidden, as on CallRail.
+        .filter(|c| !c.spam)
         .ok_or_else(absent)?;
     let object = call_object(&call, config.company(&call.company), zone, &fields);
     Ok(Json(object).into_response())

@@ -33,8 +33,8 @@ struct Defaults {
 }
 
 /// CallRail's optional call fields. Those dialtone has no data for (conversation intelligence,
-/// lead scoring, agents, tags and notes until calls can be updated) are `null`, as CallRail
-/// shows a field an account's plan does not fill.
+/// lead scoring, agents, the caller's location) are `null`, as CallRail shows a field an
+/// account's plan does not fill.
 const CALLRAIL: &[&str] = &[
     "agent_email",
     "call_highlights",
@@ -145,6 +145,16 @@ impl Selection {
         }
         Ok(Self(chosen))
     }
+
+    /// This selection and each of `more` whose flag is set.
+    pub fn with(mut self, more: &[(&'static str, bool)]) -> Self {
+        for (name, wanted) in more {
+            if *wanted && !self.0.contains(name) {
+                self.0.push(name);
+            }
+        }
+        self
+    }
 }
 
 /// `call` as CallRail shows it, times in `zone`; `company` is its company's configuration, if
@@ -203,7 +213,11 @@ fn optional(name: &str, call: &Call, company: Option<&Company>, zone: Tz) -> Val
         "formatted_duration" => json!(call.duration_s.map(duration)),
         "formatted_tracking_phone_number" => json!(phone(&call.tracking_number)),
         "formatted_tracking_source" | "source" | "source_name" => json!(call.tracker),
-        "formatted_value" => json!("--"),
+        "formatted_value" => json!(
+            call.value
+                .as_ref()
+                .map_or("--".to_owned(), |v| format!("${v}"))
+        ),
         "gclid" => from_visit(|v| v.gclid.clone()),
         "keywords" | "utm_term" => from_visit(|v| v.keyword.clone()),
         "landing_page_url" => from_visit(|v| Some(v.landing_page.clone())),
@@ -211,7 +225,10 @@ fn optional(name: &str, call: &Call, company: Option<&Company>, zone: Tz) -> Val
         "msclkid" => from_visit(|v| v.msclkid.clone()),
         "referrer_domain" => from_visit(|v| v.referrer_domain.clone()),
         "referring_url" => from_visit(|v| v.referrer.clone()),
-        "tags" => json!([]),
+        "tags" => json!(call.tags),
+        "note" => json!(call.note),
+        "value" => json!(call.value),
+        "lead_status" => json!(call.lead_status.map(|l| l.as_str())),
         "tracker_id" => json!(ids::tracker(&call.company, &call.tracker)),
         "utm_content" => from_visit(|v| v.content.clone()),
         "utm_source" => from_visit(|v| Some(v.source.clone())),

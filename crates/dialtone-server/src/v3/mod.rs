@@ -29,13 +29,17 @@ mod calls;
 mod fields;
 mod ids;
 mod time;
+mod update;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v3/a.json", get(list_accounts))
         .route("/v3/a/{account}", get(show_account))
         .route("/v3/a/{account}/calls.json", get(calls::list))
-        .route("/v3/a/{account}/calls/{call}", get(calls::show))
+        .route(
+            "/v3/a/{account}/calls/{call}",
+            get(calls::show).put(update::update),
+        )
 }
 
 /// An error as CallRail answers one: a status and `{"error": "…"}`.

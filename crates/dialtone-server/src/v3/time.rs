@@ -68,7 +68,7 @@ pub fn dates(start: Option<&str>, end: Option<&str>, zone: Tz) -> Result<Span, V
         .map(|s| instant(s, zone, true).ok_or_else(|| not_a_date("end_date", s)))
         .transpose()?;
     if let (Some(f), Some(u)) = (from, until)
-        && u < f
+        && u <= f
     {
         return Err(V3Error::bad("end_date is before start_date"));
     }

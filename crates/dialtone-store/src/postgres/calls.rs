@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use dialtone_core::event::Outcome;
+use dialtone_core::event::{LeadStatus, Outcome};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -18,7 +18,8 @@ use crate::{
 const CALL_COLUMNS: &str = "id, sid, answered, duration_s, started_at, ended_at, tracking_number,
     answered_by, caller, caller_name, forwarded_from, company, tracker, tracker_kind, voicemail,
     voicemail_url, recording_url, recording_duration_s, notice_played, outcome, status, routing,
-    routing_reason, flow, path, dial_shape, attribution, first_call";
+    routing_reason, flow, path, dial_shape, attribution, first_call, tags, note, value, lead_status,
+    spam";
 
 /// A listing's `WHERE` clause and its parameters.
 struct Filter {
@@ -43,7 +44,8 @@ impl Filter {
 
 fn call_filter(q: &CallQuery) -> Filter {
     let mut f = Filter {
-        sql: "account = $1".to_owned(),
+        // Calls marked as spam are kept, never listed.
+        sql: "account = $1 AND NOT spam".to_owned(),
         params: vec![Box::new(q.account.clone())],
     };
     if let Some(c) = &q.company {
@@ -103,6 +105,13 @@ fn call_from_row(r: &Row) -> Result<(i64, Call), StoreError> {
             tracker_kind: r.try_get(13)?,
             attribution,
             first_call: r.try_get(27)?,
+            tags: serde_json::from_value(r.try_get(28)?).map_err(|e| corrupt("call tags", e))?,
+            note: r.try_get(29)?,
+            value: r.try_get(30)?,
+            lead_status: r
+                .try_get::<_, Option<String>>(31)?
+                .and_then(|l| LeadStatus::parse(&l)),
+            spam: r.try_get(32)?,
             voicemail: r.try_get(14)?,
             voicemail_url: r.try_get(15)?,
             recording_url: r.try_get(16)?,

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0003_claims.sql"),
     include_str!("../../migrations/postgres/0004_spools.sql"),
     include_str!("../../migrations/postgres/0005_first_calls.sql"),
+    include_str!("../../migrations/postgres/0006_call_changes.sql"),
 ];
 
 /// The advisory lock migrations hold (any fixed number; "dialtone" in ASCII).

@@ -15,7 +15,7 @@ use dialtone_core::event::{CallReceived, Event, EventBody};
 use tokio_postgres::types::ToSql;
 
 use crate::projection::{
-    LegTime, dial_answered, ends_call, flow_never_started, kind_of, recording_usable,
+    LegTime, change_column, dial_answered, ends_call, flow_never_started, kind_of, recording_usable,
 };
 use crate::{Batch, Refusal, SessionWrite};
 
@@ -286,6 +286,20 @@ fn project(ops: &mut Vec<Op>, e: &Event, body: &EventBody) {
                  WHERE sid = $1",
                 vec![sid(), p(s.status.clone()), int(s.duration_s)],
             ));
+        }
+        EventBody::CallModified(m) => {
+            for change in &m.changes {
+                let (column, value) = change_column(change);
+                let sql = match column {
+                    "tags" => "UPDATE calls SET tags = $2::text::jsonb WHERE sid = $1",
+                    "note" => "UPDATE calls SET note = $2::text WHERE sid = $1",
+                    "value" => "UPDATE calls SET value = $2::text WHERE sid = $1",
+                    "lead_status" => "UPDATE calls SET lead_status = $2::text WHERE sid = $1",
+                    "caller_name" => "UPDATE calls SET caller_name = $2::text WHERE sid = $1",
+                    _ => "UPDATE calls SET spam = $2::text::boolean WHERE sid = $1",
+                };
+                ops.push(op(sql, vec![sid(), p(value)]));
+            }
         }
     }
 }

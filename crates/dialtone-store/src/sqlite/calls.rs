@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use dialtone_core::event::Outcome;
+use dialtone_core::event::{LeadStatus, Outcome};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sid_index::find_call;
@@ -17,7 +17,8 @@ use crate::{
 
 /// The `WHERE` clause and its arguments for a listing's filters.
 fn call_filter(q: &CallQuery) -> (String, Vec<String>) {
-    let mut filter = String::from("account = ?1");
+    // Calls marked as spam are kept, never listed.
+    let mut filter = String::from("account = ?1 AND spam = 0");
     let mut args: Vec<String> = vec![q.account.clone()];
     let mut add = |clause: &str, value: String| {
         args.push(value);
@@ -47,7 +48,7 @@ fn call_filter(q: &CallQuery) -> (String, Vec<String>) {
 const CALL_COLUMNS: &str = "sid, answered, duration_s, started_at, ended_at, tracking_number, answered_by, caller,
     caller_name, forwarded_from, company, tracker, tracker_kind, voicemail, voicemail_url, recording_url,
     recording_duration_s, notice_played, outcome, status, routing, routing_reason, flow, path, id, dial_shape,
-    attribution, first_call";
+    attribution, first_call, tags, note, value, lead_status, spam";
 
 /// A call and its row id, by which its legs and events find it.
 fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, Call)> {
@@ -80,6 +81,13 @@ fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, Call)> {
             tracker_kind: r.get(12)?,
             attribution,
             first_call: r.get(27)?,
+            tags: json_at(r, 28)?,
+            note: r.get(29)?,
+            value: r.get(30)?,
+            lead_status: r
+                .get::<_, Option<String>>(31)?
+                .and_then(|l| LeadStatus::parse(&l)),
+            spam: r.get(32)?,
             voicemail: r.get(13)?,
             voicemail_url: r.get(14)?,
             recording_url: r.get(15)?,

@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dialtone_core::event::{CallReceived, EventBody, Outcome};
+use dialtone_core::event::{CallChange, CallReceived, EventBody, Outcome};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sid_index::{RecentSids, find_call};
 use crate::projection::{
-    LegTime, dial_answered, ends_call, flow_never_started, kind_of, recording_usable,
+    LegTime, change_column, dial_answered, ends_call, flow_never_started, kind_of, recording_usable,
 };
 use crate::{Batch, Refusal, SessionWrite, timestamp};
 
@@ -289,6 +289,18 @@ fn project(
             // Counted once, when the call ends (a voicemail arriving later does not recount it).
             if let (true, true, Some(o)) = (was_open, ended, outcome) {
                 metrics::counter!("dialtone_calls_total", "outcome" => o.as_str()).increment(1);
+            }
+        }
+        EventBody::CallModified(m) => {
+            for change in &m.changes {
+                let (column, value) = change_column(change);
+                let value = match change {
+                    // SQLite keeps booleans as integers.
+                    CallChange::Spam => Some("1".to_owned()),
+                    _ => value,
+                };
+                conn.prepare_cached(&format!("UPDATE calls SET {column} = ?2 WHERE id = ?1"))?
+                    .execute(params![call, value])?;
             }
         }
     }
