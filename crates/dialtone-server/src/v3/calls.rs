@@ -275,66 +275,68 @@ pub async fn list(
     let span = q.span(zone, state.clock.now())?;
     let relative = q.relative_pagination.unwrap_or(false);
     let (page, per_page) = if relative {
-        (
-            q.offset.unwrap_or(0).saturating_add(1),
-            paging(None, q.per_page)?.1,
-        )
+        let first = q.offset.unwrap_or(0).saturating_add(1);
+        (first, paging(None, q.per_page)?.1)
     } else {
         paging(q.page, q.per_page)?
     };
     let wanted = q.wanted(&config, &account, span, page, per_page)?;
-    let show = |calls: Vec<Call>| -> Vec<Value> {
-        calls
-            .iter()
-            .map(|c| call_object(c, config.company(&c.company), zone, &fields))
-            .collect()
+    let listed = if relative {
+        relative_page(&state, wanted, q.cursor.as_deref(), page).await?
+    } else {
+        offset_page(&state, wanted, page, per_page).await?
     };
-    let next_url = |set: (&str, String)| {
+    let calls: Vec<Value> = listed
+        .calls
+        .iter()
+        .map(|c| call_object(c, config.company(&c.company), zone, &fields))
+        .collect();
+    // The next page: this request's parameters, with where it starts.
+    let next_page = listed.next.map(|(name, value)| {
         let mut params: Vec<(String, String)> = super::last_values(uri.query().unwrap_or(""))
             .into_iter()
             .filter(|(k, _)| !["page", "cursor", "offset"].contains(&k.as_str()))
             .collect();
-        params.push((set.0.to_owned(), set.1));
+        params.push((name.to_owned(), value));
         let query = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&params)
             .finish();
         format!("{}{}?{query}", state.links.base(), uri.path())
-    };
-    if relative {
-        let (calls, next) = match wanted {
-            Wanted::Nothing => (vec![], None),
-            Wanted::Calls(query) if q.cursor.is_none() && page > 1 => {
-                // Asked for a page by number: read it by offset, then go on by keyset.
-                let p = state.store.calls(*query).await.map_err(V3Error::internal)?;
-                let next = (p.page < p.total_pages)
-                    .then(|| p.calls.last().map(crate::cursor::after))
-                    .flatten();
-                (p.calls, next)
-            }
-            Wanted::Calls(query) => {
-                let after = match q.cursor.as_deref() {
-                    None => None,
-                    Some(c) => Some(crate::cursor::decode(c).ok_or_else(|| {
-                        V3Error::bad(format!("cursor `{c}` is not one this server gave out"))
-                    })?),
-                };
-                let p = state
-                    .store
-                    .calls_after(*query, after)
-                    .await
-                    .map_err(V3Error::internal)?;
-                (p.calls, p.next)
-            }
-        };
-        let next_page = next.map(|c| next_url(("cursor", crate::cursor::encode(&c))));
-        let body = RelativePage {
+    });
+    let body = match listed.total {
+        None => Json(RelativePage {
             per_page,
             has_next_page: next_page.is_some(),
             next_page: next_page.clone(),
-            calls: show(calls),
-        };
-        return Ok(with_next_link(Json(body).into_response(), next_page));
-    }
+            calls,
+        })
+        .into_response(),
+        Some(total) => Json(OffsetPage {
+            page,
+            per_page,
+            total_pages: pages(total, per_page),
+            total_records: total,
+            calls,
+        })
+        .into_response(),
+    };
+    Ok(with_next_link(body, next_page))
+}
+
+/// A page of calls read from the store: the calls, the parameter that asks for the next page
+/// (if there is one), and the count of all matches (offset pages only).
+struct Listed {
+    calls: Vec<Call>,
+    next: Option<(&'static str, String)>,
+    total: Option<u64>,
+}
+
+async fn offset_page(
+    state: &AppState,
+    wanted: Wanted,
+    page: u32,
+    per_page: u32,
+) -> Result<Listed, V3Error> {
     let (calls, total) = match wanted {
         Wanted::Nothing => (vec![], 0),
         Wanted::Calls(query) => {
@@ -342,16 +344,51 @@ pub async fn list(
             (p.calls, p.total_records)
         }
     };
-    let total_pages = pages(total, per_page);
-    let next_page = (page < total_pages).then(|| next_url(("page", (page + 1).to_string())));
-    let body = OffsetPage {
-        page,
-        per_page,
-        total_pages,
-        total_records: total,
-        calls: show(calls),
+    let next = (page < pages(total, per_page)).then(|| ("page", (page + 1).to_string()));
+    Ok(Listed {
+        calls,
+        next,
+        total: Some(total),
+    })
+}
+
+/// A relative page: after `cursor`, or (asked for by number, `offset=`) read by offset, and
+/// from there on by keyset.
+async fn relative_page(
+    state: &AppState,
+    wanted: Wanted,
+    cursor: Option<&str>,
+    page: u32,
+) -> Result<Listed, V3Error> {
+    let (calls, next) = match wanted {
+        Wanted::Nothing => (vec![], None),
+        Wanted::Calls(query) if cursor.is_none() && page > 1 => {
+            let p = state.store.calls(*query).await.map_err(V3Error::internal)?;
+            let next = (p.page < p.total_pages)
+                .then(|| p.calls.last().map(crate::cursor::after))
+                .flatten();
+            (p.calls, next)
+        }
+        Wanted::Calls(query) => {
+            let after = match cursor {
+                None => None,
+                Some(c) => Some(crate::cursor::decode(c).ok_or_else(|| {
+                    V3Error::bad(format!("cursor `{c}` is not one this server gave out"))
+                })?),
+            };
+            let p = state
+                .store
+                .calls_after(*query, after)
+                .await
+                .map_err(V3Error::internal)?;
+            (p.calls, p.next)
+        }
     };
-    Ok(with_next_link(Json(body).into_response(), next_page))
+    Ok(Listed {
+        calls,
+        next: next.map(|c| ("cursor", crate::cursor::encode(&c))),
+        total: None,
+    })
 }
 
 /// `Link: <next>; rel="next"`, which some clients page by (Airbyte's CallRail connector).
